@@ -1,0 +1,195 @@
+"""The ``krx`` command line: settings, store migrations, data import, the KIS simulator and the demo."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from pipeline.config import get_settings
+
+app = typer.Typer(help="krx-rl-trader: KRX RL trading pipeline.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect settings (env prefix KRX_, .env supported).", no_args_is_help=True)
+db_app = typer.Typer(help="Create and migrate the market store.", no_args_is_help=True)
+data_app = typer.Typer(help="Load and inspect market data in the store.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+app.add_typer(data_app, name="data")
+
+console = Console()
+
+
+@app.callback()
+def _main(
+    log_level: Annotated[str | None, typer.Option(help="Log level (default: KRX_LOG_LEVEL or INFO).")] = None,
+) -> None:
+    level = (log_level or get_settings().log_level).upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@config_app.command("show")
+def config_show(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Print the effective settings with secrets masked."""
+    values = get_settings().masked()
+    if as_json:
+        typer.echo(json.dumps(values, indent=2, default=str))
+        return
+    table = Table("setting", "value", title="krx settings (secrets masked)")
+    for name, value in values.items():
+        table.add_row(name, str(value))
+    console.print(table)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="Target Alembic revision.")] = "head",
+) -> None:
+    """Create or migrate the market store schema (idempotent)."""
+    from pipeline.store.migrate import upgrade
+
+    at = upgrade(revision=revision)
+    console.print(f"market store at revision [bold]{at}[/] ({_store_url()})")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Show the store's backend, migration revision, TimescaleDB state and row counts."""
+    from pipeline.store.migrate import status
+
+    st = status()
+    console.print(f"store:      {st.url} ({st.backend})")
+    state = "up to date" if st.up_to_date else "NOT up to date: run `krx db upgrade`"
+    console.print(f"revision:   {st.current or 'none'} (head {st.head}) - {state}")
+    if st.backend == "postgresql":
+        console.print(f"timescaledb: available={st.timescale_available} enabled={st.timescale_enabled}")
+    table = Table("table", "rows")
+    for name, count in st.row_counts.items():
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+    if not st.up_to_date:
+        raise typer.Exit(1)
+
+
+@data_app.command("import-csv")
+def data_import_csv(
+    paths: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="CSV files to load.")],
+    interval: Annotated[str, typer.Option(help="Bar interval, e.g. 1d, 1m.")] = "1d",
+    symbol: Annotated[
+        str | None, typer.Option(help="Symbol for every row (default: a symbol column, else the file name).")
+    ] = None,
+    tz: Annotated[str, typer.Option(help="Time zone of timestamps without an offset.")] = "Asia/Seoul",
+    source: Annotated[str, typer.Option(help="Source label stored with each bar.")] = "csv",
+) -> None:
+    """Load OHLCV CSV files into the store; bad rows are quarantined with a reason."""
+    from pipeline.data.csv_import import count_rows, import_csv_files
+
+    total = sum(count_rows(p) for p in paths)
+    with _progress() as progress:
+        task = progress.add_task("importing", total=total)
+        summary = import_csv_files(
+            paths, interval=interval, symbol=symbol, tz=tz, source=source,
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    _print_import_summary(summary)
+    if summary.failed_files:
+        raise typer.Exit(1)
+
+
+@data_app.command("summary")
+def data_summary(interval: Annotated[str, typer.Option(help="Bar interval.")] = "1d") -> None:
+    """Per symbol: bar count, first and last timestamp, last close."""
+    _print_bar_summary(interval)
+
+
+@app.command("demo")
+def demo(
+    days: Annotated[int, typer.Option(help="Calendar days of sample history.")] = 730,
+    seed: Annotated[int | None, typer.Option(help="Generator seed (default KRX_SIM_SEED).")] = None,
+) -> None:
+    """Run the pipeline end to end on embedded defaults: migrate, load sample bars, summarise."""
+    import pandas as pd
+
+    from pipeline.data.csv_import import import_csv_files
+    from pipeline.data.sample import write_sample_csvs
+    from pipeline.store.migrate import upgrade
+
+    settings = get_settings()
+    console.rule("1. market store")
+    console.print(f"revision {upgrade()} at {_store_url()}")
+    console.rule("2. sample bars")
+    end = pd.Timestamp.now(tz="Asia/Seoul").normalize()
+    start = end - pd.Timedelta(days=days)
+    folder = settings.var_dir / "demo"
+    paths = write_sample_csvs(
+        folder, settings.stock_symbols, str(start.date()), str(end.date()), seed or settings.sim_seed
+    )
+    console.print(f"wrote {len(paths)} CSV files to {folder}")
+    summary = import_csv_files(paths, interval="1d", source="demo")
+    _print_import_summary(summary)
+    console.rule("3. store contents")
+    _print_bar_summary("1d")
+
+
+def _store_url() -> str:
+    from pipeline.config import mask_url
+
+    return mask_url(get_settings().resolved_database_url)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("rows"), TimeRemainingColumn(), console=console,
+    )
+
+
+def _print_import_summary(summary: object) -> None:
+    from pipeline.data.csv_import import ImportSummary
+
+    assert isinstance(summary, ImportSummary)
+    table = Table("file", "rows", "inserted", "updated", "unchanged", "rejected", "error", title="import")
+    for f in summary.files:
+        table.add_row(Path(f.path).name, *(f"{getattr(f, k):,}" for k in
+                      ("rows", "inserted", "updated", "unchanged", "rejected")), f.error or "")
+    table.add_row("[bold]total", *(f"[bold]{summary.total(k):,}" for k in
+                  ("rows", "inserted", "updated", "unchanged", "rejected")), "")
+    console.print(table)
+    if summary.total("rejected"):
+        console.print("rejected rows are in table [bold]bars_quarantine[/] with their reasons")
+
+
+def _print_bar_summary(interval: str) -> None:
+    from pipeline.store.bars import summarize_bars
+
+    summary = summarize_bars(interval)
+    if summary.empty:
+        console.print(f"no {interval} bars in the store")
+        return
+    table = Table("symbol", "bars", "first", "last", "last close", title=f"{interval} bars in the store")
+    for row in summary.itertuples():
+        table.add_row(str(row.symbol), f"{row.bars:,}", str(row.first.date()), str(row.last.date()),
+                      f"{row.last_close:,.0f}")
+    console.print(table)
+
+
+def _register_optional_commands() -> None:
+    # The simulator lives in pipeline.kis; keep `krx --help` working even while it is being built.
+    try:
+        from pipeline.kis.cli import sim
+    except ImportError:
+        return
+    app.command("sim", help="Run the offline KIS simulator (same wire format as KIS).")(sim)
+
+
+_register_optional_commands()
+
+if __name__ == "__main__":
+    app()

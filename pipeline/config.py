@@ -1,0 +1,213 @@
+"""Typed settings for every entry point: one object, env prefix ``KRX_``, optional ``.env`` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KisEnv = Literal["sim", "vts", "real"]
+
+#: Public base URLs of the KIS REST API (shared/kis/KIS_API_SPEC.md §1).
+KIS_BASE_URLS: dict[str, str] = {
+    "real": "https://openapi.koreainvestment.com:9443",
+    "vts": "https://openapivts.koreainvestment.com:29443",
+}
+
+
+class Settings(BaseSettings):
+    """Everything configurable about krx-rl-trader. Override any field with ``KRX_<FIELD>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KRX_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        use_attribute_docstrings=True,
+    )
+
+    # --- storage ---------------------------------------------------------------------------
+    var_dir: Path = Path("var")
+    """Folder for embedded state: SQLite stores, token cache, reports, MLflow and Airflow files."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL of the market store. Unset: SQLite at ``<var_dir>/market.db``.
+    Example: ``postgresql+psycopg://postgres@127.0.0.1:5432/krx``."""
+
+    db_echo: bool = False
+    """Log every SQL statement (debugging only)."""
+
+    upsert_chunk_rows: int = Field(1_000_000, gt=0)
+    """Rows sent to the database per COPY/INSERT round during an upsert (bounds memory)."""
+
+    # --- KIS broker ------------------------------------------------------------------------
+    kis_env: KisEnv = "sim"
+    """Which KIS target to talk to: ``sim`` (local simulator), ``vts`` (paper) or ``real``."""
+
+    kis_allow_real: bool = False
+    """Explicit opt-in required before anything talks to the real (money) KIS domain."""
+
+    kis_app_key: SecretStr | None = None
+    """KIS app key (36 characters). Never logged."""
+
+    kis_app_secret: SecretStr | None = None
+    """KIS app secret (180 characters). Never logged."""
+
+    kis_account_no: SecretStr | None = None
+    """KIS account number, the 8-digit CANO. Never logged."""
+
+    kis_product_code: str = "01"
+    """Account product code (ACNT_PRDT_CD): ``01`` stocks, ``03`` futures/options."""
+
+    kis_base_url: str | None = None
+    """Override the REST base URL (the simulator defaults to ``http://127.0.0.1:<sim_port>``)."""
+
+    kis_rate_limit_real: float = Field(20.0, gt=0)
+    """REST calls per second per app key on the real domain (KIS notice 2025-08-07)."""
+
+    kis_rate_limit_vts: float = Field(2.0, gt=0)
+    """REST calls per second per app key on the paper (VTS) domain."""
+
+    kis_rate_limit_sim: float = Field(1000.0, gt=0)
+    """REST calls per second the client allows itself against the local simulator."""
+
+    kis_timeout_s: float = Field(10.0, gt=0)
+    """HTTP timeout for one KIS call, seconds."""
+
+    kis_token_cache: Path | None = None
+    """Token cache file shared by all processes (mode 0600). Unset: ``<var_dir>/kis_token.json``."""
+
+    kis_futures_account_no: SecretStr | None = None
+    """KIS futures/options account number (8-digit CANO). Unset: ``kis_account_no``. Never logged."""
+
+    kis_futures_product_code: str = "03"
+    """Product code of the futures/options account (ACNT_PRDT_CD ``03``, spec §7)."""
+
+    kis_token_refresh_margin_s: float = Field(600.0, ge=0)
+    """Re-issue the access token this many seconds before ``access_token_token_expired``."""
+
+    kis_token_min_interval_s: float = Field(61.0, ge=0)
+    """Minimum seconds between two token issuances per app key (KIS allows 1/min, EGW00133)."""
+
+    kis_read_retries: int = Field(4, ge=0)
+    """Retries of a read (GET) after a temporary error, rate limit (EGW00201) or transport error."""
+
+    kis_backoff_max_s: float = Field(8.0, gt=0)
+    """Upper bound of the exponential backoff (with jitter) between read retries, seconds."""
+
+    kis_max_pages: int = Field(100, gt=0)
+    """Most pages (연속조회) or chart windows one high-level call walks before stopping."""
+
+    # --- simulator -------------------------------------------------------------------------
+    sim_host: str = "127.0.0.1"
+    """Interface the KIS simulator listens on."""
+
+    sim_port: int = Field(8900, gt=0, lt=65536)
+    """Port of the KIS simulator."""
+
+    sim_seed: int = 7
+    """Seed of the simulator's market generator: the same seed gives the same bars."""
+
+    sim_db: Path | None = None
+    """SQLite file of the simulator's ledger (accounts, orders, fills). Unset: ``<var_dir>/kis_sim.db``."""
+
+    sim_clock_speed: float = Field(1.0, gt=0)
+    """Simulator clock speed: 1 = wall time, 60 = one simulated minute per real second."""
+
+    sim_clock_start: str | None = None
+    """Simulator clock start (ISO datetime, KST if naive). Unset: the current wall time."""
+
+    sim_csv_dir: Path | None = None
+    """Folder of ``<symbol>.csv`` daily / ``<symbol>_1m.csv`` minute bars served instead of generated ones."""
+
+    sim_token_interval_s: float = Field(60.0, ge=0)
+    """Simulator: minimum seconds between token issuances per app key (EGW00133 below it)."""
+
+    sim_token_ttl_s: float = Field(86_400.0, gt=0)
+    """Simulator: lifetime of an access token, seconds."""
+
+    sim_rate_limit: float = Field(1000.0, gt=0)
+    """Simulator: REST calls per second per app key before EGW00201 (KIS real: 20, VTS: 2)."""
+
+    sim_initial_cash: int = Field(100_000_000, gt=0)
+    """Simulator: cash (KRW) credited to an account the first time it is used."""
+
+    # --- universe --------------------------------------------------------------------------
+    stock_symbols: list[str] = Field(
+        default_factory=lambda: ["005930", "000660", "035420", "005380", "051910"]
+    )
+    """KRX stock codes to trade and ingest (default: Samsung Elec., SK hynix, NAVER, Hyundai Motor, LG Chem)."""
+
+    # --- tracking --------------------------------------------------------------------------
+    mlflow_tracking_uri: str | None = None
+    """MLflow tracking URI. Unset: SQLite at ``<var_dir>/mlflow.db``."""
+
+    log_level: str = "INFO"
+    """Log level of the ``krx`` CLI and pipeline code."""
+
+    @field_validator("stock_symbols", mode="before")
+    @classmethod
+    def _split_symbols(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
+    # --- derived ---------------------------------------------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        """The market store URL, defaulting to SQLite under ``var_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.var_dir / 'market.db').resolve()}"
+
+    @property
+    def resolved_mlflow_uri(self) -> str:
+        """The MLflow tracking URI, defaulting to SQLite under ``var_dir``."""
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.var_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def resolved_token_cache(self) -> Path:
+        """Where the shared KIS token cache lives."""
+        return self.kis_token_cache or self.var_dir / "kis_token.json"
+
+    @property
+    def resolved_kis_base_url(self) -> str:
+        """REST base URL for ``kis_env`` unless overridden."""
+        if self.kis_base_url:
+            return self.kis_base_url.rstrip("/")
+        if self.kis_env == "sim":
+            return f"http://{self.sim_host}:{self.sim_port}"
+        return KIS_BASE_URLS[self.kis_env]
+
+    def masked(self) -> dict[str, Any]:
+        """Settings as a plain dict with every secret replaced by ``**********`` (or None)."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "**********"
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        out["resolved_database_url"] = mask_url(self.resolved_database_url)
+        out["resolved_kis_base_url"] = self.resolved_kis_base_url
+        return out
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in a database URL (``user:***@host``)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as-is minus anything after '@'
+        return url.split("@")[-1]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, read once per process. Call ``get_settings.cache_clear()`` to re-read."""
+    return Settings()

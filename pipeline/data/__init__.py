@@ -1,0 +1,1 @@
+"""Getting market data into the store from files (CSV import) and embedded samples."""

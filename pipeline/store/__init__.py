@@ -1,0 +1,18 @@
+"""The market store: schema, migrations, idempotent bar upserts and reads (SQLite or PostgreSQL)."""
+
+from pipeline.store.bars import UpsertResult, quarantine_bars, read_bars, summarize_bars, upsert_bars
+from pipeline.store.db import create_store_engine, get_engine
+from pipeline.store.validation import BarValidationError, CheckedBars, check_bars
+
+__all__ = [
+    "BarValidationError",
+    "CheckedBars",
+    "UpsertResult",
+    "check_bars",
+    "create_store_engine",
+    "get_engine",
+    "quarantine_bars",
+    "read_bars",
+    "summarize_bars",
+    "upsert_bars",
+]

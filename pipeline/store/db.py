@@ -1,0 +1,76 @@
+"""Engines for the market store: SQLite (embedded default) or PostgreSQL, TimescaleDB when installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, make_url
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets readers run beside one writer; busy_timeout makes a second writer process wait for the
+    # lock instead of failing at once, which is what concurrent upserts need.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def create_store_engine(url: str, *, echo: bool = False) -> Engine:
+    """A new engine for ``url``; SQLite parent folders are created and pragmas applied."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, echo=echo)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if parsed.get_backend_name() != "postgresql":
+        raise ValueError(f"unsupported database backend {parsed.get_backend_name()!r}: use sqlite or postgresql")
+    return sa.create_engine(url, echo=echo, pool_pre_ping=True)
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """A process-wide cached engine for ``url`` (default: the settings' market store)."""
+    if url is None:
+        from pipeline.config import get_settings
+
+        url = get_settings().resolved_database_url
+    engine = _ENGINES.get(url)
+    if engine is None:
+        engine = _ENGINES[url] = create_store_engine(url)
+    return engine
+
+
+def dispose_engines() -> None:
+    """Close every cached engine (tests, forked children)."""
+    for engine in _ENGINES.values():
+        engine.dispose()
+    _ENGINES.clear()
+
+
+def is_postgres(bind: Engine | Connection) -> bool:
+    """True when ``bind`` talks to PostgreSQL."""
+    return bind.dialect.name == "postgresql"
+
+
+def timescale_available(conn: Connection) -> bool:
+    """True when the server can load the ``timescaledb`` extension (installed or installable)."""
+    if not is_postgres(conn):
+        return False
+    row = conn.execute(sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")).first()
+    return row is not None
+
+
+def timescale_enabled(conn: Connection) -> bool:
+    """True when ``timescaledb`` is created in this database."""
+    if not is_postgres(conn):
+        return False
+    row = conn.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).first()
+    return row is not None

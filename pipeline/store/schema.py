@@ -1,0 +1,183 @@
+"""SQLAlchemy 2 schema of the market store: bars, quarantine, features, regimes, orders, fills, positions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp that is always tz-aware UTC in Python.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so values are stored as naive UTC text
+    (``YYYY-MM-DD HH:MM:SS.ffffff``, which sorts correctly) and UTC is attached again on the way out.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!s}: timestamps must be timezone-aware")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _ts(name: str, **kw: Any) -> sa.Column[Any]:
+    return sa.Column(name, UTCDateTime(), **kw)
+
+
+instruments = sa.Table(
+    "instruments",
+    metadata,
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(128)),
+    sa.Column("kind", sa.String(16), nullable=False, server_default="stock"),  # stock | future | index
+    sa.Column("exchange", sa.String(16), nullable=False, server_default="XKRX"),
+    sa.Column("currency", sa.String(3), nullable=False, server_default="KRW"),
+    sa.Column("multiplier", sa.Float, nullable=False, server_default="1"),
+    sa.Column("tick_size", sa.Float),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    _ts("created_at", nullable=False, default=_now),
+)
+
+bars = sa.Table(
+    "bars",
+    metadata,
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("interval", sa.String(8), primary_key=True),  # 1d, 1m, 5m, ...
+    _ts("ts", primary_key=True),  # bar start, UTC
+    sa.Column("open", sa.Float, nullable=False),
+    sa.Column("high", sa.Float, nullable=False),
+    sa.Column("low", sa.Float, nullable=False),
+    sa.Column("close", sa.Float, nullable=False),
+    sa.Column("volume", sa.BigInteger, nullable=False),
+    sa.Column("turnover", sa.Float),
+    sa.Column("source", sa.String(32), nullable=False, server_default="unknown"),
+    _ts("ingested_at", nullable=False, default=_now),
+)
+
+bars_quarantine = sa.Table(
+    "bars_quarantine",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("symbol", sa.String(32)),
+    sa.Column("interval", sa.String(8)),
+    sa.Column("ts_raw", sa.String(64)),
+    sa.Column("raw", sa.JSON, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("source", sa.String(64), nullable=False, server_default="unknown"),
+    _ts("quarantined_at", nullable=False, default=_now),
+)
+
+features = sa.Table(
+    "features",
+    metadata,
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("interval", sa.String(8), primary_key=True),
+    _ts("ts", primary_key=True),
+    sa.Column("feature_set", sa.String(32), primary_key=True),  # feature-set version
+    sa.Column("values", sa.JSON, nullable=False),
+    _ts("computed_at", nullable=False, default=_now),
+)
+
+regimes = sa.Table(
+    "regimes",
+    metadata,
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("interval", sa.String(8), primary_key=True),
+    _ts("ts", primary_key=True),
+    sa.Column("model_version", sa.String(64), primary_key=True),
+    sa.Column("regime", sa.Integer, nullable=False),
+    sa.Column("probabilities", sa.JSON),
+)
+
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("client_order_id", sa.String(64), nullable=False, unique=True),  # idempotency key
+    sa.Column("account", sa.String(32), nullable=False),  # an alias, never the account number
+    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("side", sa.String(4), nullable=False),  # buy | sell
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("order_type", sa.String(8), nullable=False),  # market | limit
+    sa.Column("limit_price", sa.Float),
+    sa.Column("status", sa.String(16), nullable=False),  # intent | sent | acked | partial | filled | ...
+    sa.Column("broker_order_no", sa.String(32)),
+    sa.Column("mode", sa.String(8), nullable=False),  # sim | vts | real | dry
+    sa.Column("reason", sa.Text),
+    _ts("created_at", nullable=False, default=_now),
+    _ts("updated_at", nullable=False, default=_now, onupdate=_now),
+    sa.CheckConstraint("quantity > 0", name="quantity_positive"),
+    sa.CheckConstraint("side IN ('buy', 'sell')", name="side_valid"),
+)
+
+fills = sa.Table(
+    "fills",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("order_id", sa.BigInteger, sa.ForeignKey("orders.id"), nullable=False),
+    sa.Column("broker_fill_id", sa.String(64), nullable=False),
+    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("side", sa.String(4), nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("price", sa.Float, nullable=False),
+    sa.Column("fee", sa.Float, nullable=False, server_default="0"),
+    sa.Column("tax", sa.Float, nullable=False, server_default="0"),
+    _ts("ts", nullable=False),
+    sa.UniqueConstraint("order_id", "broker_fill_id"),
+)
+
+positions = sa.Table(
+    "positions",
+    metadata,
+    sa.Column("account", sa.String(32), primary_key=True),
+    sa.Column("symbol", sa.String(32), primary_key=True),
+    sa.Column("quantity", sa.BigInteger, nullable=False),  # negative = short (futures)
+    sa.Column("avg_price", sa.Float, nullable=False),
+    _ts("updated_at", nullable=False, default=_now, onupdate=_now),
+)
+
+account_snapshots = sa.Table(
+    "account_snapshots",
+    metadata,
+    sa.Column("account", sa.String(32), primary_key=True),
+    _ts("ts", primary_key=True),
+    sa.Column("cash", sa.Float, nullable=False),
+    sa.Column("equity", sa.Float, nullable=False),
+    sa.Column("margin_used", sa.Float, nullable=False, server_default="0"),
+    sa.Column("source", sa.String(16), nullable=False, server_default="broker"),
+)
+
+#: Tables holding time series, turned into TimescaleDB hypertables when the extension is available.
+HYPERTABLES = ("bars", "features")

@@ -1,0 +1,108 @@
+"""Row-level checks every bar must pass before it reaches the store; failures carry a reason per row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+KEY = ["symbol", "interval", "ts"]
+PRICES = ["open", "high", "low", "close"]
+REQUIRED = [*KEY, *PRICES, "volume"]
+COLUMNS = [*REQUIRED, "turnover", "source"]
+
+
+class BarValidationError(ValueError):
+    """A batch of bars was refused; ``rejected`` holds the offending rows with a ``reason`` column."""
+
+    def __init__(self, rejected: pd.DataFrame, total: int) -> None:
+        self.rejected = rejected
+        self.total = total
+        lines = [
+            f"  row {idx}: {row.get('symbol')!s} {row.get('ts')!s}: {row['reason']}"
+            for idx, row in rejected.head(20).iterrows()
+        ]
+        more = f"\n  ... and {len(rejected) - 20} more" if len(rejected) > 20 else ""
+        super().__init__(
+            f"{len(rejected)} of {total} bars rejected, nothing was written:\n" + "\n".join(lines) + more
+        )
+
+
+@dataclass(frozen=True)
+class CheckedBars:
+    """A batch split into rows fit to store (normalised dtypes) and rejected rows with reasons."""
+
+    good: pd.DataFrame
+    rejected: pd.DataFrame
+
+
+def _add(reasons: pd.Series, mask: pd.Series | np.ndarray, text: str) -> pd.Series:
+    mask = np.asarray(mask, dtype=bool)
+    if mask.any():
+        reasons = reasons.copy()
+        reasons[mask] = reasons[mask] + text + "; "
+    return reasons
+
+
+def _coerce_ts(values: pd.Series) -> pd.Series:
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC")
+    if pd.api.types.is_datetime64_dtype(values.dtype):
+        raise ValueError("column 'ts' is timezone-naive: localise it (e.g. Asia/Seoul) before storing")
+    # Mixed input (strings, datetimes): parse each; naive strings are refused rather than guessed.
+    parsed = pd.to_datetime(values, errors="coerce", utc=False, format="ISO8601")
+    if not isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        if parsed.notna().any():
+            raise ValueError("column 'ts' is timezone-naive: localise it (e.g. Asia/Seoul) before storing")
+        return pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
+    return parsed.dt.tz_convert("UTC")
+
+
+def check_bars(df: pd.DataFrame, *, source: str = "unknown") -> CheckedBars:
+    """Split ``df`` into storable bars and rejected rows (each with every reason it failed).
+
+    Rejected: missing symbol/interval/ts, prices that are not finite or not positive,
+    ``high < max(open, close)``, ``low > min(open, close)``, volume missing, negative or fractional,
+    and keys (symbol, interval, ts) that appear more than once in the batch.
+    """
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise ValueError(f"bars are missing required column(s): {', '.join(missing)}")
+    out = pd.DataFrame(index=df.index)
+    out["symbol"] = df["symbol"].astype("string").str.strip()
+    out["interval"] = df["interval"].astype("string").str.strip()
+    out["ts"] = _coerce_ts(df["ts"])
+    for col in [*PRICES, "volume"]:
+        out[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    turnover = df["turnover"] if "turnover" in df.columns else pd.Series(np.nan, index=df.index)
+    out["turnover"] = pd.to_numeric(turnover, errors="coerce").astype("float64")
+    src = df["source"].astype("string") if "source" in df.columns else pd.Series(source, index=df.index)
+    out["source"] = src.fillna(source).astype("string")
+
+    reasons = pd.Series("", index=df.index, dtype=object)
+    reasons = _add(reasons, out["symbol"].isna() | (out["symbol"] == ""), "symbol is empty")
+    reasons = _add(reasons, out["interval"].isna() | (out["interval"] == ""), "interval is empty")
+    reasons = _add(reasons, out["ts"].isna(), "ts is missing or unparsable")
+    prices = out[PRICES].to_numpy()
+    finite = np.isfinite(prices)
+    for i, col in enumerate(PRICES):
+        reasons = _add(reasons, ~finite[:, i], f"{col} is not a finite number")
+        reasons = _add(reasons, finite[:, i] & (prices[:, i] <= 0), f"{col} is not positive")
+    with np.errstate(invalid="ignore"):
+        o, h, lo, c = prices.T
+        reasons = _add(reasons, h < np.maximum(o, c), "high < max(open, close)")
+        reasons = _add(reasons, lo > np.minimum(o, c), "low > min(open, close)")
+        vol = out["volume"].to_numpy()
+        reasons = _add(reasons, ~np.isfinite(vol), "volume is not a finite number")
+        reasons = _add(reasons, vol < 0, "volume is negative")
+        reasons = _add(reasons, np.isfinite(vol) & (vol != np.round(vol)), "volume is not a whole number")
+    dup = out.duplicated(KEY, keep=False) & out["ts"].notna()
+    reasons = _add(reasons, dup, "duplicate (symbol, interval, ts) in batch")
+
+    bad = reasons != ""
+    rejected = df.loc[bad].copy()
+    rejected["reason"] = reasons[bad].str.rstrip("; ")
+    good = out.loc[~bad].copy()
+    good["volume"] = good["volume"].astype("int64")
+    return CheckedBars(good=good, rejected=rejected)

@@ -23,6 +23,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
 
 console = Console()
+KST = "Asia/Seoul"
 
 
 @app.callback()
@@ -95,7 +96,11 @@ def data_import_csv(
     with _progress() as progress:
         task = progress.add_task("importing", total=total)
         summary = import_csv_files(
-            paths, interval=interval, symbol=symbol, tz=tz, source=source,
+            paths,
+            interval=interval,
+            symbol=symbol,
+            tz=tz,
+            source=source,
             on_progress=lambda n: progress.advance(task, n),
         )
     _print_import_summary(summary)
@@ -125,11 +130,11 @@ def demo(
     console.rule("1. market store")
     console.print(f"revision {upgrade()} at {_store_url()}")
     console.rule("2. sample bars")
-    end = pd.Timestamp.now(tz="Asia/Seoul").normalize()
+    end = pd.Timestamp.now(tz=KST).normalize()
     start = end - pd.Timedelta(days=days)
     folder = settings.var_dir / "demo"
     paths = write_sample_csvs(
-        folder, settings.stock_symbols, str(start.date()), str(end.date()), seed or settings.sim_seed
+        folder, settings.stock_symbols, start.date(), end.date(), seed or settings.sim_seed
     )
     console.print(f"wrote {len(paths)} CSV files to {folder}")
     summary = import_csv_files(paths, interval="1d", source="demo")
@@ -146,8 +151,12 @@ def _store_url() -> str:
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("rows"), TimeRemainingColumn(), console=console,
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeRemainingColumn(),
+        console=console,
     )
 
 
@@ -155,13 +164,16 @@ def _print_import_summary(summary: object) -> None:
     from pipeline.data.csv_import import ImportSummary
 
     assert isinstance(summary, ImportSummary)
-    table = Table("file", "rows", "inserted", "updated", "unchanged", "rejected", "error", title="import")
+    counts = ("rows", "inserted", "updated", "unchanged", "rejected")
+    table = Table("file", *counts, "status", title="import")
     for f in summary.files:
-        table.add_row(Path(f.path).name, *(f"{getattr(f, k):,}" for k in
-                      ("rows", "inserted", "updated", "unchanged", "rejected")), f.error or "")
-    table.add_row("[bold]total", *(f"[bold]{summary.total(k):,}" for k in
-                  ("rows", "inserted", "updated", "unchanged", "rejected")), "")
+        table.add_row(
+            Path(f.path).name, *(f"{getattr(f, k):,}" for k in counts), "failed" if f.error else "ok"
+        )
+    table.add_row("[bold]total", *(f"[bold]{summary.total(k):,}" for k in counts), "")
     console.print(table)
+    for f in summary.failed_files:
+        console.print(f"[red]error[/] {f.path}: {f.error}", soft_wrap=True)
     if summary.total("rejected"):
         console.print("rejected rows are in table [bold]bars_quarantine[/] with their reasons")
 
@@ -173,10 +185,17 @@ def _print_bar_summary(interval: str) -> None:
     if summary.empty:
         console.print(f"no {interval} bars in the store")
         return
-    table = Table("symbol", "bars", "first", "last", "last close", title=f"{interval} bars in the store")
+    table = Table(
+        "symbol", "bars", "first (KST)", "last (KST)", "last close", title=f"{interval} bars in the store"
+    )
     for row in summary.itertuples():
-        table.add_row(str(row.symbol), f"{row.bars:,}", str(row.first.date()), str(row.last.date()),
-                      f"{row.last_close:,.0f}")
+        table.add_row(
+            str(row.symbol),
+            f"{row.bars:,}",
+            str(row.first.tz_convert(KST).date()),
+            str(row.last.tz_convert(KST).date()),
+            f"{row.last_close:,.0f}",
+        )
     console.print(table)
 
 

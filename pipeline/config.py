@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 KisEnv = Literal["sim", "vts", "real"]
 
@@ -136,10 +137,11 @@ class Settings(BaseSettings):
     """Simulator: cash (KRW) credited to an account the first time it is used."""
 
     # --- universe --------------------------------------------------------------------------
-    stock_symbols: list[str] = Field(
+    stock_symbols: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["005930", "000660", "035420", "005380", "051910"]
     )
-    """KRX stock codes to trade and ingest (default: Samsung Elec., SK hynix, NAVER, Hyundai Motor, LG Chem)."""
+    """KRX stock codes to trade and ingest.
+    Default: Samsung Electronics, SK hynix, NAVER, Hyundai Motor, LG Chem."""
 
     # --- tracking --------------------------------------------------------------------------
     mlflow_tracking_uri: str | None = None
@@ -151,8 +153,11 @@ class Settings(BaseSettings):
     @field_validator("stock_symbols", mode="before")
     @classmethod
     def _split_symbols(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.strip().startswith("["):
-            return [s.strip() for s in value.split(",") if s.strip()]
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [s.strip() for s in text.split(",") if s.strip()]
         return value
 
     # --- derived ---------------------------------------------------------------------------
@@ -209,5 +214,5 @@ def mask_url(url: str) -> str:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Settings from the environment, read once per process. Call ``get_settings.cache_clear()`` to re-read."""
+    """Settings from the environment, read once per process (``get_settings.cache_clear()`` re-reads)."""
     return Settings()

@@ -54,7 +54,7 @@ class ImportSummary:
         return [f for f in self.files if f.error]
 
 
-def _rename(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+def _rename(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     lower = {str(c).strip().lower(): c for c in frame.columns}
     mapping = {}
     for target, names in ALIASES.items():
@@ -62,17 +62,22 @@ def _rename(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         if found is not None:
             mapping[found] = target
     frame = frame.rename(columns=mapping)
+    original = {target: str(source) for source, target in mapping.items()}
     missing = [c for c in ("ts", "open", "high", "low", "close", "volume") if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path.name}: no column for {', '.join(missing)} (have {', '.join(map(str, lower))})")
-    return frame
+        raise ValueError(
+            f"{path.name}: no column for {', '.join(missing)} (have {', '.join(map(str, lower))})"
+        )
+    return frame, original
 
 
 def parse_timestamps(values: pd.Series, tz: str) -> pd.Series:
     """Parse timestamps; naive ones are read in ``tz`` (KRX: Asia/Seoul). Unparsable values become NaT."""
     text = values.astype("string").str.strip()
     compact = text.str.fullmatch(r"\d{8}").fillna(False)  # KIS style YYYYMMDD
-    text = text.where(~compact, text.str.slice(0, 4) + "-" + text.str.slice(4, 6) + "-" + text.str.slice(6, 8))
+    text = text.where(
+        ~compact, text.str.slice(0, 4) + "-" + text.str.slice(4, 6) + "-" + text.str.slice(6, 8)
+    )
     has_offset = text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True).fillna(False)
     aware = _to_datetime(text.where(has_offset), utc=True)
     naive = _to_datetime(text.where(~has_offset), utc=False)
@@ -89,15 +94,18 @@ def _to_datetime(text: pd.Series, *, utc: bool) -> pd.Series:
     return parsed
 
 
-def _prepare(chunk: pd.DataFrame, path: Path, symbol: str | None, interval: str, tz: str) -> pd.DataFrame:
-    frame = _rename(chunk, path)
+def _prepare(
+    chunk: pd.DataFrame, path: Path, symbol: str | None, interval: str, tz: str
+) -> tuple[pd.DataFrame, str]:
+    """The chunk in store columns, and the name the file uses for its timestamp column."""
+    frame, original = _rename(chunk, path)
     if symbol is not None:
         frame["symbol"] = symbol
     elif "symbol" not in frame.columns:
         frame["symbol"] = path.stem
     frame["interval"] = interval
     frame["ts"] = parse_timestamps(frame["ts"], tz)
-    return frame
+    return frame, original["ts"]
 
 
 def import_csv_files(
@@ -123,10 +131,16 @@ def import_csv_files(
         summary.files.append(file_summary)
         try:
             for chunk in pd.read_csv(path, chunksize=chunk_rows, dtype=str, keep_default_na=False):
-                frame = _prepare(chunk, path, symbol, interval, tz)
+                frame, ts_column = _prepare(chunk, path, symbol, interval, tz)
                 checked = check_bars(frame, source=source)
-                rejected = chunk.loc[checked.rejected.index].assign(reason=checked.rejected["reason"])
-                file_summary.rejected += quarantine_bars(rejected, source=f"{source}:{path.name}", engine=engine)
+                bad = checked.rejected.index
+                # Keep the file's row verbatim, plus the symbol/interval it was imported as.
+                rejected = chunk.loc[bad].assign(
+                    symbol=frame.loc[bad, "symbol"], interval=interval, reason=checked.rejected["reason"]
+                )
+                file_summary.rejected += quarantine_bars(
+                    rejected, source=f"{source}:{path.name}", engine=engine, ts_column=ts_column
+                )
                 result = upsert_bars(checked.good, engine, source=source)
                 file_summary.rows += len(chunk)
                 file_summary.inserted += result.inserted

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,13 +72,29 @@ def upsert_bars(
     if good.empty:
         return UpsertResult(0, 0, 0, time.perf_counter() - started)
     writer = _upsert_postgres if is_postgres(engine) else _upsert_sqlite
-    inserted, updated = writer(engine, good, chunk_rows)
+    with _wrap_driver_errors(engine):
+        inserted, updated = writer(engine, good, chunk_rows)
     result = UpsertResult(inserted, updated, len(good) - inserted - updated, time.perf_counter() - started)
     log.info(
         "upserted %d bars: %d inserted, %d updated, %d unchanged (%.0f rows/s)",
-        result.total, result.inserted, result.updated, result.unchanged, result.rows_per_s,
+        result.total,
+        result.inserted,
+        result.updated,
+        result.unchanged,
+        result.rows_per_s,
     )
     return result
+
+
+@contextmanager
+def _wrap_driver_errors(engine: Engine) -> Iterator[None]:
+    """Raw driver cursors bypass SQLAlchemy; re-raise their errors as ``sqlalchemy.exc.DBAPIError`` so
+    callers see the same exception types whichever backend is configured."""
+    base = engine.dialect.loaded_dbapi.Error
+    try:
+        yield
+    except base as exc:
+        raise sa.exc.DBAPIError.instance(None, None, exc, base, dialect=engine.dialect) from exc
 
 
 def _chunks(df: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
@@ -133,9 +150,12 @@ def _upsert_postgres(engine: Engine, good: pd.DataFrame, chunk_rows: int) -> tup
     iv, ivs = _codes(good["interval"])
     src, srcs = _codes(good["source"])
     columns = {
-        "sym": sym, "iv": iv, "ts": pgcopy.timestamps_to_pg(good["ts"]),
+        "sym": sym,
+        "iv": iv,
+        "ts": pgcopy.timestamps_to_pg(good["ts"]),
         **{c: good[c].to_numpy("float64") for c in ["open", "high", "low", "close"]},
-        "volume": good["volume"].to_numpy("int64"), "turnover": good["turnover"].to_numpy("float64"),
+        "volume": good["volume"].to_numpy("int64"),
+        "turnover": good["turnover"].to_numpy("float64"),
         "src": src,
     }
     params = {"syms": syms, "ivs": ivs, "srcs": srcs}
@@ -198,9 +218,17 @@ def _sqlite_ts(values: pd.Series) -> list[str]:
 def _sqlite_rows(df: pd.DataFrame, now: str) -> Iterable[tuple[Any, ...]]:
     turnover = [None if np.isnan(x) else x for x in df["turnover"].tolist()]
     return zip(
-        df["symbol"].tolist(), df["interval"].tolist(), _sqlite_ts(df["ts"]),
-        df["open"].tolist(), df["high"].tolist(), df["low"].tolist(), df["close"].tolist(),
-        df["volume"].tolist(), turnover, df["source"].tolist(), [now] * len(df),
+        df["symbol"].tolist(),
+        df["interval"].tolist(),
+        _sqlite_ts(df["ts"]),
+        df["open"].tolist(),
+        df["high"].tolist(),
+        df["low"].tolist(),
+        df["close"].tolist(),
+        df["volume"].tolist(),
+        turnover,
+        df["source"].tolist(),
+        [now] * len(df),
         strict=True,
     )
 
@@ -218,8 +246,9 @@ def _upsert_sqlite(engine: Engine, good: pd.DataFrame, chunk_rows: int) -> tuple
                 con.execute(_SQLITE_STAGE)
                 for part in _chunks(good, chunk_rows):
                     con.execute("DELETE FROM _bars_stage")
-                    con.executemany(f"INSERT INTO _bars_stage VALUES ({', '.join('?' * 11)})",
-                                    _sqlite_rows(part, now))
+                    con.executemany(
+                        f"INSERT INTO _bars_stage VALUES ({', '.join('?' * 11)})", _sqlite_rows(part, now)
+                    )
                     inserted += con.execute(_SQLITE_NEW).fetchone()[0]
                     updated += con.execute(_SQLITE_CHANGED).fetchone()[0]
                     con.execute(_SQLITE_MERGE)
@@ -281,8 +310,13 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def quarantine_bars(rejected: pd.DataFrame, *, source: str, engine: Engine | None = None) -> int:
-    """Store rejected rows verbatim (as JSON) with their ``reason``; returns the number stored."""
+def quarantine_bars(
+    rejected: pd.DataFrame, *, source: str, engine: Engine | None = None, ts_column: str = "ts"
+) -> int:
+    """Store rejected rows verbatim (as JSON) with their ``reason``; returns the number stored.
+
+    ``symbol`` and ``interval`` columns, when present, and ``ts_column`` are copied into indexed columns
+    so quarantined rows can be found by instrument and time."""
     if rejected.empty:
         return 0
     engine = engine or get_engine()
@@ -290,11 +324,16 @@ def quarantine_bars(rejected: pd.DataFrame, *, source: str, engine: Engine | Non
     for row in rejected.to_dict(orient="records"):
         reason = str(row.pop("reason"))
         raw = {str(k): _jsonable(v) for k, v in row.items()}
-        records.append({
-            "symbol": _short(raw.get("symbol"), 32), "interval": _short(raw.get("interval"), 8),
-            "ts_raw": _short(raw.get("ts"), 64), "raw": json.loads(json.dumps(raw)),
-            "reason": reason, "source": source,
-        })
+        records.append(
+            {
+                "symbol": _short(raw.get("symbol"), 32),
+                "interval": _short(raw.get("interval"), 8),
+                "ts_raw": _short(raw.get(ts_column), 64),
+                "raw": json.loads(json.dumps(raw)),
+                "reason": reason,
+                "source": source,
+            }
+        )
     with engine.begin() as conn:
         conn.execute(sa.insert(bars_quarantine), records)
     return len(records)
@@ -320,11 +359,15 @@ def summarize_bars(interval: str = "1d", engine: Engine | None = None) -> pd.Dat
     )
     query = (
         sa.select(agg, bars.c.close.label("last_close"))
-        .join(bars, (bars.c.symbol == agg.c.symbol) & (bars.c.interval == interval) & (bars.c.ts == agg.c.last))
+        .join(
+            bars, (bars.c.symbol == agg.c.symbol) & (bars.c.interval == interval) & (bars.c.ts == agg.c.last)
+        )
         .order_by(agg.c.symbol)
     )
     with engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(query).all(), columns=["symbol", "bars", "first", "last", "last_close"])
+        frame = pd.DataFrame(
+            conn.execute(query).all(), columns=["symbol", "bars", "first", "last", "last_close"]
+        )
     for col in ("first", "last"):
         frame[col] = pd.to_datetime(frame[col], utc=True)
     return frame

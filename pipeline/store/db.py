@@ -32,7 +32,9 @@ def create_store_engine(url: str, *, echo: bool = False) -> Engine:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.get_backend_name() != "postgresql":
-        raise ValueError(f"unsupported database backend {parsed.get_backend_name()!r}: use sqlite or postgresql")
+        raise ValueError(
+            f"unsupported database backend {parsed.get_backend_name()!r}: use sqlite or postgresql"
+        )
     return sa.create_engine(url, echo=echo, pool_pre_ping=True)
 
 

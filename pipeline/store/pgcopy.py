@@ -18,8 +18,16 @@ _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 minus 1970-01-01, in microsecon
 
 #: (column, big-endian dtype) in the order of the ``_bars_stage`` table.
 STAGE_LAYOUT: list[tuple[str, str]] = [
-    ("sym", ">i4"), ("iv", ">i4"), ("ts", ">i8"), ("open", ">f8"), ("high", ">f8"), ("low", ">f8"),
-    ("close", ">f8"), ("volume", ">i8"), ("turnover", ">f8"), ("src", ">i4"),
+    ("sym", ">i4"),
+    ("iv", ">i4"),
+    ("ts", ">i8"),
+    ("open", ">f8"),
+    ("high", ">f8"),
+    ("low", ">f8"),
+    ("close", ">f8"),
+    ("volume", ">i8"),
+    ("turnover", ">f8"),
+    ("src", ">i4"),
 ]
 
 

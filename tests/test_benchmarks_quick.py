@@ -1,0 +1,43 @@
+"""Every benchmark runs in --quick mode and ends with one JSON line, so none can rot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHES = sorted((Path(__file__).parent / "benchmarks").glob("bench_*.py"))
+
+#: Figures each benchmark must report (issue texts name them).
+REQUIRED_KEYS = {
+    "bench_store.py": {"store_rows_per_s", "to_sql_rows_per_s", "ratio", "peak_rss_mb"},
+    "bench_env.py": {"numpy_steps_per_s", "pandas_steps_per_s", "ratio"},
+    "bench_train.py": {"a3c_steps_per_s", "sb3_a2c_steps_per_s", "ratio", "a3c_oos_return", "sb3_oos_return"},
+    "bench_kis.py": {"sim_quotes_per_s", "client_overhead_ms"},
+}
+
+
+def test_the_benchmarks_are_all_here() -> None:
+    assert "bench_store.py" in {b.name for b in BENCHES}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bench", BENCHES, ids=lambda p: p.stem)
+def test_benchmark_quick_mode_ends_with_its_json_figures(bench: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).parents[1],
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    figures = json.loads(last)
+    missing = REQUIRED_KEYS.get(bench.name, set()) - set(figures)
+    assert not missing, f"{bench.name} does not report {missing}"
+    for key in REQUIRED_KEYS.get(bench.name, set()):
+        assert isinstance(figures[key], int | float), (key, figures[key])

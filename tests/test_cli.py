@@ -1,0 +1,98 @@
+"""The ``krx`` command line as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+
+runner = CliRunner()
+
+
+def _krx(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("krx")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120)
+
+
+def _commands(group: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    import typer.main
+
+    click_group = typer.main.get_command(group)  # type: ignore[arg-type]
+    out = []
+
+    def walk(cmd: object, path: tuple[str, ...]) -> None:
+        out.append(path)
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, (*path, name))
+
+    walk(click_group, prefix)
+    return out
+
+
+def test_every_command_has_help() -> None:
+    paths = _commands(app)
+    assert ("db", "upgrade") in paths and ("data", "import-csv") in paths and ("config", "show") in paths
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage" in result.output
+
+
+def test_console_script_is_installed_and_runs() -> None:
+    result = _krx("--help")
+    assert result.returncode == 0, result.stderr
+    assert "demo" in result.stdout
+
+
+def test_config_show_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KRX_KIS_APP_SECRET", "super-secret-1234")
+    from pipeline.config import get_settings
+
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["config", "show", "--json"])
+    assert result.exit_code == 0
+    assert "super-secret-1234" not in result.output
+    assert '"kis_app_secret": "**********"' in result.output
+
+
+def test_db_upgrade_then_status(isolated_settings: Path) -> None:
+    before = runner.invoke(app, ["db", "status"])
+    assert before.exit_code == 1 and "NOT up to date" in before.output
+    up = runner.invoke(app, ["db", "upgrade"])
+    assert up.exit_code == 0, up.output
+    assert (isolated_settings / "market.db").exists()
+    after = runner.invoke(app, ["db", "status"])
+    assert after.exit_code == 0 and "up to date" in after.output and "bars_quarantine" in after.output
+
+
+def test_import_csv_prints_a_summary_and_fails_on_unreadable_files(tmp_path: Path) -> None:
+    runner.invoke(app, ["db", "upgrade"])
+    good = tmp_path / "005930.csv"
+    good.write_text("date,open,high,low,close,volume\n2024-01-02,10,11,9,10,5\n2024-01-03,10,9,9,10,5\n")
+    result = runner.invoke(app, ["data", "import-csv", str(good)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "005930.csv" in result.output and "bars_quarantine" in result.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("just,some,columns\n1,2,3\n")
+    failed = runner.invoke(app, ["data", "import-csv", str(bad)], terminal_width=200)
+    assert failed.exit_code == 1
+    assert "no column for" in failed.output
+
+
+def test_demo_runs_end_to_end_on_embedded_defaults(isolated_settings: Path) -> None:
+    result = runner.invoke(app, ["demo", "--days", "60"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    from pipeline.store import read_bars
+
+    bars = read_bars(interval="1d")
+    assert set(bars["symbol"]) == {"005930", "000660", "035420", "005380", "051910"}
+    assert 30 <= bars.groupby("symbol").size().min() <= 45  # ~41 KRX sessions in 60 days
+    assert "1d bars in the store" in result.output
+    again = runner.invoke(app, ["demo", "--days", "60"], terminal_width=200)
+    assert again.exit_code == 0
+    assert len(read_bars(interval="1d")) == len(bars)  # rerunning the demo duplicates nothing

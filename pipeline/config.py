@@ -143,6 +143,29 @@ class Settings(BaseSettings):
     """KRX stock codes to trade and ingest.
     Default: Samsung Electronics, SK hynix, NAVER, Hyundai Motor, LG Chem."""
 
+    futures_symbol: str = "KOSPI200F"
+    """Symbol under which the back-adjusted continuous KOSPI200 front-month futures series is stored."""
+
+    futures_roll_days: int = Field(3, ge=0, le=20)
+    """Roll to the next quarterly contract this many sessions before the last trading day."""
+
+    futures_adjust: Literal["difference", "ratio"] = "ratio"
+    """Back-adjustment of the continuous futures series at each roll."""
+
+    index_symbols: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["KOSPI", "KOSDAQ", "KOSPI200"]
+    )
+    """Indices to ingest (daily)."""
+
+    intraday_symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["005930", "KOSPI200F"])
+    """Symbols whose 1-minute bars are ingested every session (``KOSPI200F`` = the front-month future)."""
+
+    validation_max_failure_rate: float = Field(0.05, ge=0, le=1)
+    """A validation run fails when more than this share of its rows is quarantined."""
+
+    ingest_history_days: int = Field(730, gt=0)
+    """Calendar days of daily history the first ingest run backfills."""
+
     # --- tracking --------------------------------------------------------------------------
     mlflow_tracking_uri: str | None = None
     """MLflow tracking URI. Unset: SQLite at ``<var_dir>/mlflow.db``."""
@@ -150,7 +173,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     """Log level of the ``krx`` CLI and pipeline code."""
 
-    @field_validator("stock_symbols", mode="before")
+    @field_validator("stock_symbols", "index_symbols", "intraday_symbols", mode="before")
     @classmethod
     def _split_symbols(cls, value: Any) -> Any:
         if isinstance(value, str):

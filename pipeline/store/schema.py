@@ -179,5 +179,26 @@ account_snapshots = sa.Table(
     sa.Column("source", sa.String(16), nullable=False, server_default="broker"),
 )
 
+futures_rolls = sa.Table(
+    "futures_rolls",
+    metadata,
+    sa.Column("continuous_symbol", sa.String(32), primary_key=True),
+    _ts("roll_ts", primary_key=True),  # the old contract's last session
+    sa.Column("from_contract", sa.String(16), nullable=False),
+    sa.Column("to_contract", sa.String(16), nullable=False),
+    sa.Column("from_close", sa.Float, nullable=False),
+    sa.Column("to_close", sa.Float, nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),  # difference | ratio
+    sa.Column("adjustment", sa.Float, nullable=False),  # points added or factor applied at this roll
+    _ts("recorded_at", nullable=False, default=_now),
+)
+
 #: Tables holding time series, turned into TimescaleDB hypertables when the extension is available.
 HYPERTABLES = ("bars", "features")
+
+
+def include_in_autogenerate(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Alembic filter: time indexes (SQLite B-tree, PostgreSQL BRIN) come from migrations, not metadata."""
+    return not (type_ == "index" and reflected and compare_to is None)

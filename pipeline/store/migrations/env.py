@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from pipeline.store.db import create_store_engine
-from pipeline.store.schema import metadata
+from pipeline.store.schema import include_in_autogenerate, metadata
 
 config = context.config
 
@@ -16,6 +16,7 @@ def _run(connection: object) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # type: ignore[attr-defined]
         compare_type=True,
+        include_object=include_in_autogenerate,
     )
     with context.begin_transaction():
         context.run_migrations()

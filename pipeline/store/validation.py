@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +13,7 @@ KEY = ["symbol", "interval", "ts"]
 PRICES = ["open", "high", "low", "close"]
 REQUIRED = [*KEY, *PRICES, "volume"]
 COLUMNS = [*REQUIRED, "turnover", "source"]
+_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
 
 
 class BarValidationError(ValueError):
@@ -45,18 +48,25 @@ def _add(reasons: pd.Series, mask: pd.Series | np.ndarray, text: str) -> pd.Seri
     return reasons
 
 
-def _coerce_ts(values: pd.Series) -> pd.Series:
+def _coerce_ts(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Timestamps as UTC, plus a mask of values that carried no time zone (refused, not guessed)."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC")
+        return values.dt.tz_convert("UTC"), np.zeros(len(values), dtype=bool)
     if pd.api.types.is_datetime64_dtype(values.dtype):
         raise ValueError("column 'ts' is timezone-naive: localise it (e.g. Asia/Seoul) before storing")
-    # Mixed input (strings, datetimes): parse each; naive strings are refused rather than guessed.
-    parsed = pd.to_datetime(values, errors="coerce", utc=False, format="ISO8601")
-    if not isinstance(parsed.dtype, pd.DatetimeTZDtype):
-        if parsed.notna().any():
-            raise ValueError("column 'ts' is timezone-naive: localise it (e.g. Asia/Seoul) before storing")
-        return pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
-    return parsed.dt.tz_convert("UTC")
+    # Mixed input from a broker or a file (Timestamps, strings, blanks): judge each value on its own.
+    naive = np.array([_is_naive(v) for v in values], dtype=bool)
+    parsed = pd.to_datetime(values.where(~naive), errors="coerce", utc=True, format="mixed")
+    return parsed, naive
+
+
+def _is_naive(value: object) -> bool:
+    if isinstance(value, dt.datetime):
+        return value.tzinfo is None
+    if isinstance(value, str):
+        text = value.strip()
+        return bool(text) and _OFFSET.search(text) is None and not pd.isna(pd.to_datetime(text, errors="coerce"))
+    return False
 
 
 def check_bars(df: pd.DataFrame, *, source: str = "unknown") -> CheckedBars:
@@ -72,7 +82,7 @@ def check_bars(df: pd.DataFrame, *, source: str = "unknown") -> CheckedBars:
     out = pd.DataFrame(index=df.index)
     out["symbol"] = df["symbol"].astype("string").str.strip()
     out["interval"] = df["interval"].astype("string").str.strip()
-    out["ts"] = _coerce_ts(df["ts"])
+    out["ts"], naive_ts = _coerce_ts(df["ts"])
     for col in [*PRICES, "volume"]:
         out[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     turnover = df["turnover"] if "turnover" in df.columns else pd.Series(np.nan, index=df.index)
@@ -83,7 +93,8 @@ def check_bars(df: pd.DataFrame, *, source: str = "unknown") -> CheckedBars:
     reasons = pd.Series("", index=df.index, dtype=object)
     reasons = _add(reasons, out["symbol"].isna() | (out["symbol"] == ""), "symbol is empty")
     reasons = _add(reasons, out["interval"].isna() | (out["interval"] == ""), "interval is empty")
-    reasons = _add(reasons, out["ts"].isna(), "ts is missing or unparsable")
+    reasons = _add(reasons, naive_ts, "ts has no time zone")
+    reasons = _add(reasons, out["ts"].isna() & ~naive_ts, "ts is missing or unparsable")
     prices = out[PRICES].to_numpy()
     finite = np.isfinite(prices)
     for i, col in enumerate(PRICES):

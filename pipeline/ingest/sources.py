@@ -1,0 +1,49 @@
+"""Where bars come from: a protocol, and its implementation over the KIS client (real, paper, simulator)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Protocol
+
+import pandas as pd
+
+from pipeline.kis import KisClient
+
+#: Columns a source returns; values may be malformed (strings, blanks): the ingest checks every row.
+RAW_COLUMNS = ["ts", "open", "high", "low", "close", "volume", "turnover"]
+
+
+class BarSource(Protocol):
+    """Anything that can hand over raw bars for a symbol."""
+
+    name: str
+
+    def daily(self, symbol: str, start: dt.date, end: dt.date) -> pd.DataFrame:
+        """Daily bars in [start, end] (KST session dates), columns ``RAW_COLUMNS``."""
+        ...
+
+    def minutes(self, symbol: str, day: dt.date) -> pd.DataFrame:
+        """One session's 1-minute bars, columns ``RAW_COLUMNS``."""
+        ...
+
+
+class KisBarSource:
+    """Bars from the KIS Open API through :class:`pipeline.kis.KisClient`."""
+
+    def __init__(self, client: KisClient, name: str | None = None) -> None:
+        self.client = client
+        self.name = name or f"kis:{client.config.env}"
+
+    def daily(self, symbol: str, start: dt.date, end: dt.date) -> pd.DataFrame:
+        return _raw(self.client.fetch_daily_bars(symbol, start, end))
+
+    def minutes(self, symbol: str, day: dt.date) -> pd.DataFrame:
+        return _raw(self.client.fetch_minute_bars(symbol, day))
+
+
+def _raw(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.rename(columns={"value": "turnover"})
+    for col in RAW_COLUMNS:
+        if col not in out.columns:
+            out[col] = None
+    return out[RAW_COLUMNS]

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from pipeline.config import get_settings
+from pipeline.kis.cli import sim
 
 app = typer.Typer(help="krx-rl-trader: KRX RL trading pipeline.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect settings (env prefix KRX_, .env supported).", no_args_is_help=True)
@@ -199,16 +200,7 @@ def _print_bar_summary(interval: str) -> None:
     console.print(table)
 
 
-def _register_optional_commands() -> None:
-    # The simulator lives in pipeline.kis; keep `krx --help` working even while it is being built.
-    try:
-        from pipeline.kis.cli import sim
-    except ImportError:
-        return
-    app.command("sim", help="Run the offline KIS simulator (same wire format as KIS).")(sim)
-
-
-_register_optional_commands()
+app.command("sim", help="Run the offline KIS simulator (same wire format as KIS).")(sim)
 
 if __name__ == "__main__":
     app()

@@ -141,5 +141,6 @@ def ingest_minutes(source: BarSource, symbols: list[str], day: dt.date, *, engin
     for n, symbol in enumerate(symbols, 1):
         item = SymbolIngest(symbol, "1m", day.isoformat(), day.isoformat())
         log.info("[%d/%d] %s minutes %s", n, len(symbols), symbol, day)
-        report.items.append(fetch_and_store(item, lambda s=symbol: source.minutes(s, day), source.name, engine))
+        fetch = lambda s=symbol: source.minutes(s, day)  # noqa: E731
+        report.items.append(fetch_and_store(item, fetch, source.name, engine))
     return report

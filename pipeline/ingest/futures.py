@@ -9,7 +9,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from pipeline.ingest.bars import IngestReport, SymbolIngest, fetch_and_store, daily_window, store_fetched
+from pipeline.ingest.bars import IngestReport, SymbolIngest, daily_window, fetch_and_store, store_fetched
 from pipeline.ingest.sources import BarSource
 from pipeline.store import read_bars, upsert_bars
 from pipeline.store.schema import futures_rolls
@@ -112,7 +112,8 @@ def ingest_futures_minutes(
     ``continuous_symbol`` (intraday decisions trade the live front contract)."""
     contract = front_contract(day, roll_days)
     item = SymbolIngest(contract.code, "1m", day.isoformat(), day.isoformat())
-    report = IngestReport([fetch_and_store(item, lambda: source.minutes(contract.code, day), source.name, engine)])
+    fetch = lambda: source.minutes(contract.code, day)  # noqa: E731
+    report = IngestReport([fetch_and_store(item, fetch, source.name, engine)])
     if not item.error:
         raw = read_bars(
             contract.code,

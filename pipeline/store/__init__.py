@@ -1,6 +1,13 @@
 """The market store: schema, migrations, idempotent bar upserts and reads (SQLite or PostgreSQL)."""
 
-from pipeline.store.bars import UpsertResult, quarantine_bars, read_bars, summarize_bars, upsert_bars
+from pipeline.store.bars import (
+    UpsertResult,
+    move_to_quarantine,
+    quarantine_bars,
+    read_bars,
+    summarize_bars,
+    upsert_bars,
+)
 from pipeline.store.db import create_store_engine, get_engine
 from pipeline.store.validation import BarValidationError, CheckedBars, check_bars
 
@@ -11,6 +18,7 @@ __all__ = [
     "check_bars",
     "create_store_engine",
     "get_engine",
+    "move_to_quarantine",
     "quarantine_bars",
     "read_bars",
     "summarize_bars",

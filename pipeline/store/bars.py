@@ -371,3 +371,38 @@ def summarize_bars(interval: str = "1d", engine: Engine | None = None) -> pd.Dat
     for col in ("first", "last"):
         frame[col] = pd.to_datetime(frame[col], utc=True)
     return frame
+
+
+def move_to_quarantine(rows: pd.DataFrame, *, source: str, engine: Engine | None = None) -> int:
+    """Take stored bars out of ``bars`` into ``bars_quarantine`` (with ``rows['reason']``), atomically.
+
+    ``rows`` needs symbol, interval, ts (tz-aware) and reason; other columns are kept in the raw JSON."""
+    if rows.empty:
+        return 0
+    engine = engine or get_engine()
+    records = []
+    keys = []
+    for row in rows.to_dict(orient="records"):
+        reason = str(row.pop("reason"))
+        ts = pd.Timestamp(row["ts"]).tz_convert("UTC")
+        raw = {str(k): _jsonable(v) for k, v in row.items()}
+        records.append(
+            {
+                "symbol": row["symbol"],
+                "interval": row["interval"],
+                "ts_raw": ts.isoformat(),
+                "raw": raw,
+                "reason": reason,
+                "source": source,
+            }
+        )
+        keys.append((row["symbol"], row["interval"], ts.to_pydatetime()))
+    with engine.begin() as conn:
+        conn.execute(sa.insert(bars_quarantine), records)
+        stmt = sa.delete(bars).where(
+            bars.c.symbol == sa.bindparam("k_symbol"),
+            bars.c.interval == sa.bindparam("k_interval"),
+            bars.c.ts == sa.bindparam("k_ts", type_=bars.c.ts.type),
+        )
+        conn.execute(stmt, [{"k_symbol": s, "k_interval": i, "k_ts": t} for s, i, t in keys])
+    return len(records)

@@ -65,7 +65,8 @@ def _is_naive(value: object) -> bool:
         return value.tzinfo is None
     if isinstance(value, str):
         text = value.strip()
-        return bool(text) and _OFFSET.search(text) is None and not pd.isna(pd.to_datetime(text, errors="coerce"))
+        parsable = not pd.isna(pd.to_datetime(text, errors="coerce"))
+        return bool(text) and _OFFSET.search(text) is None and parsable
     return False
 
 

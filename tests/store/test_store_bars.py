@@ -176,3 +176,17 @@ def test_quarantine_keeps_the_raw_row_and_reason(store: Engine) -> None:
     raw = row.raw if isinstance(row.raw, dict) else __import__("json").loads(row.raw)
     assert (row.symbol, row.ts_raw, row.reason, row.source) == ("005930", "2024-01-02", "bad", "unit")
     assert raw["close"] == "abc"
+
+
+def test_moving_stored_bars_to_quarantine_removes_them_atomically(store: Engine) -> None:
+    from pipeline.store import move_to_quarantine
+
+    upsert_bars(bars_frame(symbols=("005930",), n=10), store)
+    stored = read_bars("005930", engine=store)
+    picked = stored.iloc[[2, 5]].assign(reason="return outside the daily price limit")
+    assert move_to_quarantine(picked, source="validation", engine=store) == 2
+    left = read_bars("005930", engine=store)
+    assert len(left) == 8 and not set(picked["ts"]) & set(left["ts"])
+    with store.connect() as conn:
+        rows = conn.execute(sa.text("SELECT symbol, reason, source FROM bars_quarantine")).all()
+    assert rows == [("005930", "return outside the daily price limit", "validation")] * 2

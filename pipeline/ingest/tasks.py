@@ -1,0 +1,102 @@
+"""Units of work the data DAGs and `krx data` run: one call each, settings-driven, JSON-able result."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from pipeline.config import Settings, get_settings
+from pipeline.ingest.bars import IngestReport, ingest_daily, ingest_minutes
+from pipeline.ingest.futures import ingest_futures_daily, ingest_futures_minutes
+from pipeline.ingest.sources import BarSource, KisBarSource
+from pipeline.store import get_engine
+from pipeline.universe import is_session
+
+log = logging.getLogger(__name__)
+
+
+class IngestFailed(RuntimeError):
+    """Some symbols could not be fetched; everything else was stored. Safe to retry (idempotent)."""
+
+
+def kis_source(settings: Settings | None = None) -> BarSource:
+    """Bars from KIS for ``settings.kis_env`` (the local simulator by default)."""
+    from pipeline.kis import KisClient
+
+    return KisBarSource(KisClient.from_settings(settings or get_settings()))
+
+
+def _finish(report: IngestReport, what: str) -> dict[str, Any]:
+    summary = report.to_dict()
+    log.info("%s: %s", what, {k: v for k, v in summary.items() if k != "failed"})
+    if report.failed:
+        names = ", ".join(f"{f.symbol} ({f.error})" for f in report.failed)
+        raise IngestFailed(f"{what}: {len(report.failed)} symbol(s) failed, the rest is stored: {names}")
+    return summary
+
+
+def ingest_daily_session(
+    day: dt.date,
+    *,
+    source: BarSource | None = None,
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+) -> dict[str, Any]:
+    """Daily bars of stocks, indices and KOSPI200 futures (contracts + continuous) up to session ``day``."""
+    settings = settings or get_settings()
+    if not is_session(day):
+        log.info("%s is not a KRX session: nothing to ingest", day)
+        return {"session": False, "day": day.isoformat()}
+    source = source or kis_source(settings)
+    engine = engine or get_engine(settings.resolved_database_url)
+    symbols = [*settings.stock_symbols, *settings.index_symbols]
+    report = ingest_daily(source, symbols, day, engine=engine, history_days=settings.ingest_history_days)
+    report.extend(
+        ingest_futures_daily(
+            source,
+            day,
+            engine=engine,
+            continuous_symbol=settings.futures_symbol,
+            roll_days=settings.futures_roll_days,
+            method=settings.futures_adjust,
+            history_days=settings.ingest_history_days,
+        )
+    )
+    return {"session": True, "day": day.isoformat(), **_finish(report, f"daily bars {day}")}
+
+
+def ingest_minute_session(
+    day: dt.date,
+    *,
+    source: BarSource | None = None,
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+) -> dict[str, Any]:
+    """1-minute bars of ``settings.intraday_symbols`` for session ``day``."""
+    settings = settings or get_settings()
+    if not is_session(day):
+        return {"session": False, "day": day.isoformat()}
+    source = source or kis_source(settings)
+    engine = engine or get_engine(settings.resolved_database_url)
+    stocks = [s for s in settings.intraday_symbols if s != settings.futures_symbol]
+    report = ingest_minutes(source, stocks, day, engine=engine)
+    if settings.futures_symbol in settings.intraday_symbols:
+        report.extend(
+            ingest_futures_minutes(
+                source,
+                day,
+                engine=engine,
+                continuous_symbol=settings.futures_symbol,
+                roll_days=settings.futures_roll_days,
+            )
+        )
+    return {"session": True, "day": day.isoformat(), **_finish(report, f"minute bars {day}")}
+
+
+def session_day(logical_date: dt.datetime | pd.Timestamp) -> dt.date:
+    """The KRX session date (KST) a DAG run is about."""
+    return pd.Timestamp(logical_date).tz_convert("Asia/Seoul").date()

@@ -1,0 +1,122 @@
+"""KisClient: every typed TR plus DataFrame helpers (``fetch_daily_bars``, ``fetch_minute_bars``)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Literal
+
+import httpx
+import pandas as pd
+
+from pipeline.config import Settings
+from pipeline.kis.charts import INDEX_DAILY, to_bar, walk_daily, yyyymmdd
+from pipeline.kis.config import KisConfig
+from pipeline.kis.endpoints import DAILY_ROWS, INDEX_CODES
+from pipeline.kis.futures import FuturesApi
+from pipeline.kis.models import Bar, HolidayInfo, IndexQuote
+from pipeline.kis.stock import StockApi
+
+Asset = Literal["stock", "futures", "index"]
+#: KOSPI200 futures/options short codes: 101W09, 101V06, 201S03370 (spec §6; A016xx style [U]).
+_DERIVATIVE = re.compile(r"^[1-4]\d\d[A-Z]\d{2}(\d{3})?$|^A0\d{4}$")
+BAR_COLUMNS = ["ts", "symbol", "open", "high", "low", "close", "volume", "value"]
+
+
+def asset_of(symbol: str) -> Asset:
+    """Guess the asset class from a code: index names/codes, futures short codes, else a stock."""
+    if symbol.upper() in INDEX_CODES or symbol in INDEX_CODES.values():
+        return "index"
+    return "futures" if _DERIVATIVE.match(symbol) else "stock"
+
+
+def bars_frame(symbol: str, bars: list[Bar]) -> pd.DataFrame:
+    """Bars as a DataFrame sorted by ``ts`` (tz-aware KST), one row per bar."""
+    frame = pd.DataFrame([b.model_dump() for b in bars], columns=[c for c in BAR_COLUMNS if c != "symbol"])
+    frame.insert(1, "symbol", symbol)
+    frame = frame.astype(
+        {
+            "open": "float64",
+            "high": "float64",
+            "low": "float64",
+            "close": "float64",
+            "volume": "int64",
+            "value": "float64",
+        }
+    )
+    return frame.drop_duplicates("ts").sort_values("ts").reset_index(drop=True)
+
+
+class KisClient(StockApi, FuturesApi):
+    """The one KIS client (real, VTS or the local simulator). Build with ``KisClient.from_settings()``."""
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings | None = None,
+        transport: httpx.BaseTransport | None = None,
+        **overrides: object,
+    ) -> KisClient:
+        """A client for ``settings.kis_env`` (KRX_ env vars); ``overrides`` replace KisConfig fields."""
+        return cls(KisConfig.from_settings(settings, **overrides), transport=transport)
+
+    # --- market-wide ---------------------------------------------------------------------------
+    def holiday(self, day: date) -> HolidayInfo:
+        """Is ``day`` a trading day (CTCA0903R)? KIS asks for about one call per day (spec §8)."""
+        rows, _ = self.paged("holiday", {"BASS_DT": yyyymmdd(day)}, rows_key="output", summary_key="-")
+        wanted = yyyymmdd(day)
+        for row in rows:
+            if str(row.get("bass_dt", "")).strip() == wanted:
+                return HolidayInfo.model_validate(row)
+        return HolidayInfo.model_validate(rows[0] if rows else {"bass_dt": wanted})
+
+    def index_price(self, index: str) -> IndexQuote:
+        """Current KOSPI / KOSDAQ / KOSPI200 level (name or code)."""
+        code = INDEX_CODES.get(index.upper(), index)
+        resp = self.get("index_price", {"FID_COND_MRKT_DIV_CODE": "U", "FID_INPUT_ISCD": code})
+        return IndexQuote.model_validate(resp.output())
+
+    def index_daily_bars(self, index: str, start: date, end: date) -> list[Bar]:
+        """Daily index bars in [start, end], 100 rows per call."""
+        code = INDEX_CODES.get(index.upper(), index)
+
+        def fetch(lo: date, hi: date) -> list[Bar]:
+            resp = self.get(
+                "index_daily",
+                {
+                    "FID_COND_MRKT_DIV_CODE": "U",
+                    "FID_INPUT_ISCD": code,
+                    "FID_INPUT_DATE_1": yyyymmdd(lo),
+                    "FID_INPUT_DATE_2": yyyymmdd(hi),
+                    "FID_PERIOD_DIV_CODE": "D",
+                },
+            )
+            return [b for b in (to_bar(r, INDEX_DAILY) for r in resp.rows("output2")) if b]
+
+        return walk_daily(fetch, start, end, DAILY_ROWS, self.config.max_pages)
+
+    # --- DataFrame helpers -----------------------------------------------------------------------
+    def fetch_daily_bars(
+        self, symbol: str, start: date, end: date, asset: Asset | None = None
+    ) -> pd.DataFrame:
+        """Daily OHLCV of a stock, futures contract or index in [start, end] as a DataFrame."""
+        kind = asset or asset_of(symbol)
+        if kind == "futures":
+            bars = self.futures_daily_bars(symbol, start, end)
+        elif kind == "index":
+            bars = self.index_daily_bars(symbol, start, end)
+        else:
+            bars = self.stock_daily_bars(symbol, start, end)
+        return bars_frame(symbol, bars)
+
+    def fetch_minute_bars(self, symbol: str, day: date, asset: Asset | None = None) -> pd.DataFrame:
+        """One day's 1-minute OHLCV of a stock or futures contract. On VTS only today's stock bars exist
+        (the past-day TR is real-only), so the today TR is used there."""
+        kind = asset or asset_of(symbol)
+        if kind == "futures":
+            bars = self.futures_minute_bars(symbol, day)
+        elif self.config.paper:
+            bars = [b for b in self.stock_minute_bars_today(symbol) if b.ts.date() == day]
+        else:
+            bars = self.stock_minute_bars(symbol, day)
+        return bars_frame(symbol, bars)

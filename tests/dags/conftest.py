@@ -1,0 +1,63 @@
+"""Fixtures for DAG tests: an isolated Airflow home on SQLite and a KIS simulator on loopback."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+KST = dt.timezone(dt.timedelta(hours=9))
+
+
+def airflow_env(home: Path, var: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "KRX_"))}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "2",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "KRX_VAR_DIR": str(var),
+            "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+            **(extra or {}),
+        }
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An Airflow metadata DB (SQLite) migrated once per test session, with the ``kis_api`` pool."""
+    home = tmp_path_factory.mktemp("airflow")
+    env = airflow_env(home, home / "var")
+    for cmd in (
+        ["airflow", "db", "migrate"],
+        ["airflow", "pools", "set", "kis_api", "4", "KIS broker calls"],
+    ):
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return home
+
+
+@pytest.fixture
+def simulator(tmp_path: Path) -> Iterator[str]:
+    """A KIS simulator whose clock stands after the 2025-09-10 close; yields its base URL."""
+    from pipeline.kis.simulator.server import SimServer
+    from pipeline.kis.simulator.simconfig import SimConfig
+
+    cfg = SimConfig(db_path=tmp_path / "sim.db", clock_start=dt.datetime(2025, 9, 10, 16, 40, tzinfo=KST))
+    with SimServer(cfg) as sim:
+        yield sim.base_url
+
+
+def run_airflow(args: list[str], env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["airflow", *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )

@@ -10,6 +10,7 @@ and configurable here).
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -23,19 +24,23 @@ AdjustMethod = Literal["difference", "ratio"]
 YEAR_LETTERS: dict[int, str] = dict(zip(range(2015, 2031), "KLMNPQRSTVWXYZAB", strict=True))
 QUARTER_MONTHS = (3, 6, 9, 12)
 INDEX_SYMBOLS = ("KOSPI", "KOSDAQ", "KOSPI200")
+#: Span of the XKRX calendar we load (its holiday rules project future years); weekdays outside it.
+CALENDAR_START, CALENDAR_END = "2000-01-01", "2030-12-31"
 
 
 @lru_cache(maxsize=1)
 def _xkrx() -> object:
     import exchange_calendars as xcals
 
-    return xcals.get_calendar("XKRX")
+    with warnings.catch_warnings():  # its pandas-3 deprecation warnings are not ours to fix
+        warnings.simplefilter("ignore")
+        return xcals.get_calendar("XKRX", start=CALENDAR_START, end=CALENDAR_END)
 
 
 def krx_sessions(start: dt.date | str, end: dt.date | str) -> pd.DatetimeIndex:
     """XKRX trading sessions (naive dates) in [start, end] from exchange-calendars.
 
-    Outside the calendar's bounds (it covers ~20 years back and 1 year ahead) weekdays are assumed."""
+    Outside ``CALENDAR_START``..``CALENDAR_END`` weekdays are assumed."""
     cal = _xkrx()
     lo, hi = pd.Timestamp(start), pd.Timestamp(end)
     first, last = cal.first_session, cal.last_session  # type: ignore[attr-defined]
@@ -72,6 +77,7 @@ def second_thursday(year: int, month: int) -> dt.date:
     return first + dt.timedelta(days=(3 - first.weekday()) % 7 + 7)
 
 
+@lru_cache(maxsize=512)
 def contract(year: int, month: int) -> FuturesContract:
     """The contract expiring in ``year``/``month`` (a quarter month)."""
     if month not in QUARTER_MONTHS:
@@ -87,6 +93,7 @@ def last_used_session(c: FuturesContract, roll_days: int) -> dt.date:
     return sessions[-1 - roll_days].date()
 
 
+@lru_cache(maxsize=4096)
 def front_contract(day: dt.date, roll_days: int = 3) -> FuturesContract:
     """The contract to hold on ``day`` when rolling ``roll_days`` sessions before expiry."""
     year, month = day.year, ((day.month - 1) // 3 + 1) * 3

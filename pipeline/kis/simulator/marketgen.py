@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -12,6 +11,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+
+from pipeline.universe import QUARTER_MONTHS, contract, front_contract, krx_sessions
 
 KST = ZoneInfo("Asia/Seoul")
 Kind = Literal["stock", "futures", "index"]
@@ -37,7 +38,6 @@ _STOCK_START = {
 _INDEX_START = {"0001": 2_500.0, "1001": 800.0, "2001": 330.0}
 #: KOSPI200 futures year letters [U]: spec §6 gives S 2022, T 2023, V 2024, W 2025 (U skipped); the rest
 #: extend that sequence skipping I, O and U.
-YEAR_LETTERS = dict(zip(range(2015, 2031), "KLMNPQRSTVWXYZAB", strict=True))
 
 
 @dataclass(frozen=True)
@@ -97,42 +97,22 @@ def price_limits(prev_close: float, inst: Instrument) -> tuple[float, float]:
 
 @lru_cache(maxsize=1)
 def trading_days() -> tuple[date, ...]:
-    """KRX sessions from the XKRX calendar (exchange-calendars); weekdays if it is unavailable."""
-    try:
-        import exchange_calendars as xcals
-
-        with warnings.catch_warnings():  # its pandas-3 deprecation warnings are not ours to fix
-            warnings.simplefilter("ignore")
-            cal = xcals.get_calendar("XKRX", start=HISTORY_START.isoformat(), end=HISTORY_END.isoformat())
-        return tuple(ts.date() for ts in cal.sessions)
-    except Exception:  # noqa: BLE001 - no calendar data: fall back to a plain weekday calendar
-        days = pd.bdate_range(HISTORY_START, HISTORY_END)
-        return tuple(d.date() for d in days)
+    """KRX sessions over the generated history (XKRX calendar; weekdays outside its range)."""
+    return tuple(d.date() for d in krx_sessions(HISTORY_START, HISTORY_END))
 
 
 def session_hours(kind: Kind, day: date) -> tuple[time, time]:
     """Regular session (KST): stocks/indices 09:00-15:30; futures 08:45-15:45, 15:20 on expiry (spec §8)."""
     if kind == "futures":
-        return time(8, 45), (time(15, 20) if day == futures_expiry(day.year, day.month) else time(15, 45))
+        expiry = day.month in QUARTER_MONTHS and day == contract(day.year, day.month).last_trading_day
+        return time(8, 45), (time(15, 20) if expiry else time(15, 45))
     return time(9, 0), time(15, 30)
-
-
-def futures_expiry(year: int, month: int) -> date:
-    """Last trading day: the 2nd Thursday of the contract month (spec §6)."""
-    first = date(year, month, 1)
-    first_thursday = first + timedelta(days=(3 - first.weekday()) % 7)
-    return first_thursday + timedelta(days=7)
 
 
 def front_month(day: date) -> tuple[str, date]:
     """(short code like ``101W09``, last trading day) of the KOSPI200 front-month future on ``day``."""
-    year, month = day.year, day.month
-    while True:
-        if month % 3 == 0 and day <= futures_expiry(year, month):
-            return f"101{YEAR_LETTERS.get(year, 'A')}{month:02d}", futures_expiry(year, month)
-        month += 1
-        if month > 12:
-            year, month = year + 1, 1
+    front = front_contract(day, roll_days=0)
+    return front.code, front.last_trading_day
 
 
 def _rng(seed: int, *parts: object) -> np.random.Generator:

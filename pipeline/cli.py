@@ -24,7 +24,6 @@ app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
 
 console = Console()
-KST = "Asia/Seoul"
 
 
 @app.callback()
@@ -112,36 +111,57 @@ def data_import_csv(
 @data_app.command("summary")
 def data_summary(interval: Annotated[str, typer.Option(help="Bar interval.")] = "1d") -> None:
     """Per symbol: bar count, first and last timestamp, last close."""
-    _print_bar_summary(interval)
+    from pipeline.demo import print_bar_summary
+
+    print_bar_summary(console, interval)
+
+
+@data_app.command("ingest")
+def data_ingest(
+    day: Annotated[
+        str | None, typer.Option(help="Session date YYYY-MM-DD (default: the last closed session).")
+    ] = None,
+    minutes: Annotated[bool, typer.Option(help="Also fetch the session's 1-minute bars.")] = True,
+) -> None:
+    """Fetch daily (and 1-minute) bars for one KRX session from KIS (KRX_KIS_ENV) into the store."""
+    import datetime as dt
+
+    from pipeline.demo import last_closed_session
+    from pipeline.ingest.tasks import ingest_daily_session, ingest_minute_session
+
+    session = dt.date.fromisoformat(day) if day else last_closed_session(dt.datetime.now(dt.UTC))
+    results = [ingest_daily_session(session)] + ([ingest_minute_session(session)] if minutes else [])
+    for r in results:
+        console.print_json(data={k: v for k, v in r.items() if k != "symbols"})
+
+
+@data_app.command("validate")
+def data_validate(
+    start: Annotated[str, typer.Option(help="First KST day YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option(help="Last KST day YYYY-MM-DD.")],
+    interval: Annotated[list[str], typer.Option(help="Intervals to check (repeatable).")] = ["1d"],  # noqa: B006
+) -> None:
+    """Validate stored bars in a window, quarantine failures, build features (as the DAG does)."""
+    from pipeline.ingest.quality import ValidationFailed, validate_and_featurize
+
+    windows = [{"intervals": interval, "symbols": [], "start": start, "end": end}]
+    try:
+        result = validate_and_featurize(windows)
+    except ValidationFailed as exc:
+        console.print(f"[red]validation failed[/]: {exc}", soft_wrap=True)
+        raise typer.Exit(1) from exc
+    console.print_json(data=result)
 
 
 @app.command("demo")
 def demo(
-    days: Annotated[int, typer.Option(help="Calendar days of sample history.")] = 730,
-    seed: Annotated[int | None, typer.Option(help="Generator seed (default KRX_SIM_SEED).")] = None,
+    days: Annotated[int, typer.Option(help="Calendar days of daily history to ingest.")] = 730,
+    seed: Annotated[int | None, typer.Option(help="Simulator market seed (default KRX_SIM_SEED).")] = None,
 ) -> None:
-    """Run the pipeline end to end on embedded defaults: migrate, load sample bars, summarise."""
-    import pandas as pd
+    """The data pipeline end to end on embedded defaults: store, KIS simulator, ingest, validate, features."""
+    from pipeline.demo import run_demo
 
-    from pipeline.data.csv_import import import_csv_files
-    from pipeline.data.sample import write_sample_csvs
-    from pipeline.store.migrate import upgrade
-
-    settings = get_settings()
-    console.rule("1. market store")
-    console.print(f"revision {upgrade()} at {_store_url()}")
-    console.rule("2. sample bars")
-    end = pd.Timestamp.now(tz=KST).normalize()
-    start = end - pd.Timedelta(days=days)
-    folder = settings.var_dir / "demo"
-    paths = write_sample_csvs(
-        folder, settings.stock_symbols, start.date(), end.date(), seed or settings.sim_seed
-    )
-    console.print(f"wrote {len(paths)} CSV files to {folder}")
-    summary = import_csv_files(paths, interval="1d", source="demo")
-    _print_import_summary(summary)
-    console.rule("3. store contents")
-    _print_bar_summary("1d")
+    run_demo(console, days=days, seed=seed)
 
 
 def _store_url() -> str:
@@ -177,27 +197,6 @@ def _print_import_summary(summary: object) -> None:
         console.print(f"[red]error[/] {f.path}: {f.error}", soft_wrap=True)
     if summary.total("rejected"):
         console.print("rejected rows are in table [bold]bars_quarantine[/] with their reasons")
-
-
-def _print_bar_summary(interval: str) -> None:
-    from pipeline.store.bars import summarize_bars
-
-    summary = summarize_bars(interval)
-    if summary.empty:
-        console.print(f"no {interval} bars in the store")
-        return
-    table = Table(
-        "symbol", "bars", "first (KST)", "last (KST)", "last close", title=f"{interval} bars in the store"
-    )
-    for row in summary.itertuples():
-        table.add_row(
-            str(row.symbol),
-            f"{row.bars:,}",
-            str(row.first.tz_convert(KST).date()),
-            str(row.last.tz_convert(KST).date()),
-            f"{row.last_close:,.0f}",
-        )
-    console.print(table)
 
 
 app.command("sim", help="Run the offline KIS simulator (same wire format as KIS).")(sim)

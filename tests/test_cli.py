@@ -84,15 +84,23 @@ def test_import_csv_prints_a_summary_and_fails_on_unreadable_files(tmp_path: Pat
     assert "no column for" in failed.output
 
 
-def test_demo_runs_end_to_end_on_embedded_defaults(isolated_settings: Path) -> None:
-    result = runner.invoke(app, ["demo", "--days", "60"], terminal_width=200)
+@pytest.mark.slow
+def test_demo_runs_the_data_pipeline_end_to_end_on_embedded_defaults(isolated_settings: Path) -> None:
+    result = runner.invoke(app, ["demo", "--days", "120"], terminal_width=200)
     assert result.exit_code == 0, result.output
     from pipeline.store import read_bars
+    from pipeline.store.db import get_engine
 
-    bars = read_bars(interval="1d")
-    assert set(bars["symbol"]) == {"005930", "000660", "035420", "005380", "051910"}
-    assert 30 <= bars.groupby("symbol").size().min() <= 45  # ~41 KRX sessions in 60 days
-    assert "1d bars in the store" in result.output
-    again = runner.invoke(app, ["demo", "--days", "60"], terminal_width=200)
-    assert again.exit_code == 0
-    assert len(read_bars(interval="1d")) == len(bars)  # rerunning the demo duplicates nothing
+    daily = read_bars(interval="1d")
+    stocks = {"005930", "000660", "035420", "005380", "051910"}
+    assert stocks | {"KOSPI", "KOSDAQ", "KOSPI200", "KOSPI200F"} <= set(daily["symbol"])
+    assert 70 <= daily[daily["symbol"] == "005930"].shape[0] <= 90  # ~80 KRX sessions in 120 days
+    assert set(read_bars(interval="1m")["symbol"]) >= {"005930", "KOSPI200F"}
+    with get_engine().connect() as conn:
+        features = conn.exec_driver_sql("SELECT count(*) FROM features").scalar_one()
+    assert features > 0
+    assert (isolated_settings / "data_docs" / "index.html").is_file()
+    assert "KOSPI200F rolls" in result.output and "1d bars" in result.output
+    again = runner.invoke(app, ["demo", "--days", "120"], terminal_width=200)
+    assert again.exit_code == 0, again.output
+    assert len(read_bars(interval="1d")) == len(daily)  # rerunning the demo duplicates nothing

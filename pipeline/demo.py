@@ -1,0 +1,138 @@
+"""``krx demo``: the data pipeline end to end on embedded defaults (SQLite, the offline KIS simulator)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.config import Settings, get_settings, mask_url
+from pipeline.ingest.quality import validate_and_featurize
+from pipeline.ingest.tasks import ingest_daily_session, ingest_minute_session
+from pipeline.kis.simulator.server import SimServer
+from pipeline.kis.simulator.simconfig import SimConfig
+from pipeline.store import get_engine, summarize_bars
+from pipeline.store.migrate import upgrade
+from pipeline.store.schema import futures_rolls
+from pipeline.universe import krx_sessions
+
+KST = dt.timezone(dt.timedelta(hours=9))
+#: Daily ingest runs at 16:40 KST, after the futures close (15:45).
+INGEST_TIME = dt.time(16, 40)
+
+
+def last_closed_session(now: dt.datetime) -> dt.date:
+    """The newest KRX session whose data is complete at ``now``."""
+    local = now.astimezone(KST)
+    sessions = krx_sessions(local.date() - dt.timedelta(days=15), local.date())
+    days = [d.date() for d in sessions]
+    if days and days[-1] == local.date() and local.time() < INGEST_TIME:
+        days.pop()
+    return days[-1]
+
+
+def run_demo(console: Console, *, days: int, seed: int | None = None) -> dict[str, Any]:
+    """Migrate, start the simulator, ingest daily + minute bars over HTTP, validate, featurize, summarise."""
+    settings = get_settings()
+    engine = get_engine(settings.resolved_database_url)
+    console.rule("1. market store")
+    console.print(f"revision {upgrade(engine)} at {mask_url(settings.resolved_database_url)}")
+    day = last_closed_session(dt.datetime.now(dt.UTC))
+    cfg = SimConfig.from_settings(
+        settings,
+        seed=seed if seed is not None else settings.sim_seed,
+        clock_start=dt.datetime.combine(day, INGEST_TIME, KST),
+        db_path=settings.var_dir / "demo_sim.db",
+    )
+    with SimServer(cfg) as sim:
+        demo: Settings = settings.model_copy(
+            update={"kis_env": "sim", "kis_base_url": sim.base_url, "ingest_history_days": days}
+        )
+        console.rule(f"2. ingest from the KIS simulator at {sim.base_url} (session {day})")
+        daily = ingest_daily_session(day, settings=demo, engine=engine)
+        minutes = ingest_minute_session(day, settings=demo, engine=engine)
+    _print_ingest(console, daily, minutes)
+    console.rule("3. validate (Great Expectations) and build features")
+    windows = [
+        {
+            "intervals": ["1d"],
+            "symbols": [],
+            "start": (day - dt.timedelta(days=days)).isoformat(),
+            "end": str(day),
+        },
+        {"intervals": ["1m"], "symbols": [], "start": str(day), "end": str(day)},
+    ]
+    quality = validate_and_featurize(windows, settings=demo, engine=engine)
+    _print_quality(console, quality)
+    console.rule("4. store contents")
+    for interval in ("1d", "1m"):
+        print_bar_summary(console, interval)
+    _print_rolls(console, engine, settings.futures_symbol)
+    return {"day": day.isoformat(), "daily": daily, "minutes": minutes, "quality": quality}
+
+
+def _print_ingest(console: Console, *reports: dict[str, Any]) -> None:
+    keys = ("fetched", "inserted", "updated", "unchanged", "quarantined")
+    table = Table("bars", *keys, "symbols", title="ingest")
+    for name, r in zip(("daily", "1-minute"), reports, strict=True):
+        table.add_row(name, *(f"{r.get(k, 0):,}" for k in keys), str(len(r.get("symbols", []))))
+    console.print(table)
+
+
+def _print_quality(console: Console, quality: dict[str, Any]) -> None:
+    table = Table(
+        "interval", "window", "rows", "quarantined", "features", "missing sessions", title="quality"
+    )
+    for w in quality["windows"]:
+        gaps = sum(len(v) for v in w["missing_sessions"].values())
+        table.add_row(
+            w["interval"],
+            f"{w['start']}..{w['end']}",
+            f"{w['rows_in']:,}",
+            f"{w['quarantined']:,}",
+            f"{w.get('features_written', 0):,}",
+            str(gaps),
+        )
+    console.print(table)
+    for w in quality["windows"]:
+        if w["data_docs"]:
+            console.print(f"Data Docs ({w['interval']}): {w['data_docs']}", soft_wrap=True)
+
+
+def print_bar_summary(console: Console, interval: str) -> None:
+    """Per symbol: bar count, first and last bar (KST), last close."""
+    summary = summarize_bars(interval)
+    if summary.empty:
+        console.print(f"no {interval} bars in the store")
+        return
+    fmt = "%Y-%m-%d" if interval == "1d" else "%Y-%m-%d %H:%M"
+    table = Table("symbol", "bars", "first (KST)", "last (KST)", "last close", title=f"{interval} bars")
+    for row in summary.itertuples():
+        table.add_row(
+            str(row.symbol),
+            f"{row.bars:,}",
+            row.first.tz_convert("Asia/Seoul").strftime(fmt),
+            row.last.tz_convert("Asia/Seoul").strftime(fmt),
+            f"{row.last_close:,.2f}",
+        )
+    console.print(table)
+
+
+def _print_rolls(console: Console, engine: sa.Engine, symbol: str) -> None:
+    query = (
+        sa.select(futures_rolls)
+        .where(futures_rolls.c.continuous_symbol == symbol)
+        .order_by(futures_rolls.c.roll_ts)
+    )
+    with engine.connect() as conn:
+        rolls = conn.execute(query).all()
+    if not rolls:
+        return
+    table = Table("roll day (KST)", "from", "to", "method", "adjustment", title=f"{symbol} rolls")
+    for r in rolls:
+        day = r.roll_ts.astimezone(KST).strftime("%Y-%m-%d")
+        table.add_row(day, r.from_contract, r.to_contract, r.method, f"{r.adjustment:.4f}")
+    console.print(table)

@@ -10,6 +10,7 @@ and configurable here).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,6 +25,8 @@ AdjustMethod = Literal["difference", "ratio"]
 YEAR_LETTERS: dict[int, str] = dict(zip(range(2015, 2031), "KLMNPQRSTVWXYZAB", strict=True))
 QUARTER_MONTHS = (3, 6, 9, 12)
 INDEX_SYMBOLS = ("KOSPI", "KOSDAQ", "KOSPI200")
+#: KOSPI200 futures short codes: ``101`` + year letter + 2-digit month.
+CONTRACT_CODE = re.compile(r"^101[A-Z]\d{2}$")
 #: Span of the XKRX calendar we load (its holiday rules project future years); weekdays outside it.
 CALENDAR_START, CALENDAR_END = "2000-01-01", "2030-12-31"
 
@@ -51,6 +54,11 @@ def krx_sessions(start: dt.date | str, end: dt.date | str) -> pd.DatetimeIndex:
     if hi > last:
         parts.append(pd.bdate_range(max(lo, last + pd.Timedelta(days=1)), hi))
     return pd.DatetimeIndex(sorted(set().union(*parts))).tz_localize(None)
+
+
+def is_contract_code(symbol: str) -> bool:
+    """True for a single KOSPI200 futures contract code such as ``101W09``."""
+    return CONTRACT_CODE.match(symbol) is not None
 
 
 def is_session(day: dt.date) -> bool:

@@ -13,7 +13,7 @@ from pipeline.ingest.bars import IngestReport, SymbolIngest, daily_window, fetch
 from pipeline.ingest.sources import BarSource
 from pipeline.store import read_bars, upsert_bars
 from pipeline.store.schema import futures_rolls
-from pipeline.universe import AdjustMethod, back_adjust, contract_schedule, front_contract
+from pipeline.universe import AdjustMethod, back_adjust, contract_schedule, front_contract, is_contract_code
 
 log = logging.getLogger(__name__)
 _OVERLAP = dt.timedelta(days=7)  # fetch a little before each segment so the roll day has both contracts
@@ -52,7 +52,7 @@ def rebuild_continuous(
     """Recompute the continuous series over all stored contract history (adjustments change older
     prices at every roll) and upsert it; unchanged bars are left alone."""
     stored = read_bars(interval="1d", engine=engine)
-    contracts = stored[stored["symbol"].str.fullmatch(r"101[A-Z]\d\d")]
+    contracts = stored[stored["symbol"].map(is_contract_code).astype(bool)]
     item = SymbolIngest(continuous_symbol, "1d", "", end.isoformat())
     if contracts.empty:
         return item

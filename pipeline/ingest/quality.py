@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from pipeline.config import Settings, get_settings
 from pipeline.features import FEATURE_SET_VERSION, WARMUP_BARS, build_features, upsert_features
 from pipeline.store import get_engine, move_to_quarantine, read_bars
-from pipeline.universe import krx_sessions
+from pipeline.universe import is_contract_code, krx_sessions
 from pipeline.validation import validate_bars
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def kinds_for(symbols: Iterable[str], settings: Settings) -> dict[str, str]:
     """symbol -> stock | future | index, for session hours and price limits."""
     out = {}
     for s in symbols:
-        if s == settings.futures_symbol or (s.startswith("101") and len(s) == 6):
+        if s == settings.futures_symbol or is_contract_code(s):
             out[s] = "future"
         elif s in settings.index_symbols:
             out[s] = "index"
@@ -88,7 +88,12 @@ def check_and_featurize(
         "quarantined": moved,
         "failure_rate": round(report.failure_rate, 6),
         "failed_expectations": report.failed_expectations,
-        "missing_sessions": {s: [d.isoformat() for d in days] for s, days in report.missing_sessions.items()},
+        # A single futures contract trades only while it is listed: its "gaps" outside that are not gaps.
+        "missing_sessions": {
+            s: [d.isoformat() for d in days]
+            for s, days in report.missing_sessions.items()
+            if not is_contract_code(s)
+        },
         "data_docs": str(report.data_docs_path) if report.data_docs_path else None,
         "passed": report.passed,
     }

@@ -14,7 +14,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,8 @@ CALENDAR_START, CALENDAR_END = "2000-01-01", "2030-12-31"
 
 
 @lru_cache(maxsize=1)
-def _xkrx() -> object:
+def xkrx_calendar() -> Any:
+    """The exchange-calendars XKRX calendar over ``CALENDAR_START``..``CALENDAR_END`` (loaded once)."""
     import exchange_calendars as xcals
 
     with warnings.catch_warnings():  # its pandas-3 deprecation warnings are not ours to fix
@@ -40,20 +41,28 @@ def _xkrx() -> object:
         return xcals.get_calendar("XKRX", start=CALENDAR_START, end=CALENDAR_END)
 
 
-def krx_sessions(start: dt.date | str, end: dt.date | str) -> pd.DatetimeIndex:
-    """XKRX trading sessions (naive dates) in [start, end] from exchange-calendars.
+def krx_sessions(start: dt.date | str | pd.Timestamp, end: dt.date | str | pd.Timestamp) -> pd.DatetimeIndex:
+    """XKRX trading sessions (naive dates) in [start, end] from exchange-calendars; tz-aware bounds are
+    read as their Korean date.
 
     Outside ``CALENDAR_START``..``CALENDAR_END`` weekdays are assumed."""
-    cal = _xkrx()
-    lo, hi = pd.Timestamp(start), pd.Timestamp(end)
-    first, last = cal.first_session, cal.last_session  # type: ignore[attr-defined]
-    inside = cal.sessions_in_range(max(lo, first), min(hi, last)) if lo <= last and hi >= first else []  # type: ignore[attr-defined]
+    cal = xkrx_calendar()
+    lo, hi = _kst_day(start), _kst_day(end)
+    first, last = cal.first_session, cal.last_session
+    inside = cal.sessions_in_range(max(lo, first), min(hi, last)) if lo <= last and hi >= first else []
     parts = [pd.DatetimeIndex(inside)]
     if lo < first:
         parts.append(pd.bdate_range(lo, min(hi, first - pd.Timedelta(days=1))))
     if hi > last:
         parts.append(pd.bdate_range(max(lo, last + pd.Timedelta(days=1)), hi))
     return pd.DatetimeIndex(sorted(set().union(*parts))).tz_localize(None)
+
+
+def _kst_day(value: object) -> pd.Timestamp:
+    ts = pd.Timestamp(value)  # type: ignore[arg-type]
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("Asia/Seoul").tz_localize(None)
+    return ts.normalize()
 
 
 def is_contract_code(symbol: str) -> bool:

@@ -1,0 +1,63 @@
+"""Fixtures for validation tests: clean bars on real KRX sessions, the S&P 500 daily series as bars."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def _krx_bars(symbols: tuple[str, ...] = ("005930", "000660"), n: int = 40, seed: int = 0) -> pd.DataFrame:
+    """Consistent daily bars stamped 00:00 KST on the first ``n`` KRX sessions of 2024."""
+    from pipeline.validation import krx_sessions
+
+    days = krx_sessions("2024-01-01", "2024-12-31")[:n]
+    ts = days.tz_localize("Asia/Seoul").tz_convert("UTC")
+    rng = np.random.default_rng(seed)
+    frames = []
+    for symbol in symbols:
+        close = np.round(70_000 * np.exp(np.cumsum(rng.normal(0, 0.01, n))))
+        open_ = np.round(close * np.exp(rng.normal(0, 0.005, n)))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "symbol": symbol,
+                    "interval": "1d",
+                    "ts": ts,
+                    "open": open_,
+                    "high": np.maximum(open_, close) + 100,
+                    "low": np.minimum(open_, close) - 100,
+                    "close": close,
+                    "volume": rng.integers(1_000, 1_000_000, n),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture
+def krx_bars() -> Callable[..., pd.DataFrame]:
+    """Factory of clean daily bars on KRX sessions (every row passes the suite)."""
+    return _krx_bars
+
+
+@pytest.fixture(scope="session")
+def spx_bars() -> pd.DataFrame:
+    """S&P 500 daily OHLCV 1999-2018 from ``arch.data.sp500`` as store-shaped bars, stamped 00:00 KST."""
+    from arch.data import sp500
+
+    raw = sp500.load()
+    return pd.DataFrame(
+        {
+            "symbol": "SPX",
+            "interval": "1d",
+            "ts": raw.index.tz_localize("Asia/Seoul").tz_convert("UTC"),
+            "open": raw["Open"].to_numpy(),
+            "high": raw["High"].to_numpy(),
+            "low": raw["Low"].to_numpy(),
+            "close": raw["Close"].to_numpy(),
+            "volume": raw["Volume"].to_numpy(),
+        }
+    )

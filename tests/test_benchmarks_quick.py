@@ -17,6 +17,7 @@ REQUIRED_KEYS = {
     "bench_env.py": {"numpy_steps_per_s", "pandas_steps_per_s", "ratio"},
     "bench_train.py": {"a3c_steps_per_s", "sb3_a2c_steps_per_s", "ratio", "a3c_oos_return", "sb3_oos_return"},
     "bench_kis.py": {"sim_quotes_per_s", "client_overhead_ms"},
+    "bench_features.py": {"bars_per_s", "baseline_bars_per_s", "ratio", "peak_rss_mb"},
 }
 
 

@@ -67,11 +67,13 @@ def check_and_featurize(
 ) -> dict[str, Any]:
     """Validate stored bars of one interval in [start, end] (KST days), quarantine failures, featurize."""
     window_end = _kst(end + dt.timedelta(days=1))
-    bars = read_bars(symbols, interval, start=_kst(start), end=window_end, engine=engine)
+    # Include the sessions just before the window: the price-limit check compares with the previous close.
+    context = start - dt.timedelta(days=10) if interval == "1d" else start
+    bars = read_bars(symbols, interval, start=_kst(context), end=window_end, engine=engine)
     kinds = kinds_for(bars["symbol"].unique(), settings)
     report = validate_bars(
         bars,
-        sessions=krx_sessions(start, end),
+        sessions=krx_sessions(context, end),
         kinds=kinds,
         price_limit={s: PRICE_LIMITS[k] for s, k in kinds.items()},
         data_docs_dir=settings.var_dir / "data_docs",

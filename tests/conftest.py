@@ -93,3 +93,11 @@ def make_bars() -> Callable[..., pd.DataFrame]:
     from tests.factories import bars_frame
 
     return bars_frame
+
+
+@pytest.fixture(scope="session")
+def spx_bars() -> pd.DataFrame:
+    """S&P 500 daily OHLCV 1999-2018 (real data shipped by ``arch``) as store-shaped bars."""
+    from tests.factories import sp500_bars
+
+    return sp500_bars().copy()

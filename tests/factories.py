@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
@@ -46,3 +48,23 @@ def bars_frame(
 def count_bars(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.exec_driver_sql("SELECT count(*) FROM bars").scalar_one())
+
+
+@lru_cache(maxsize=1)
+def sp500_bars() -> pd.DataFrame:
+    """Real data: S&P 500 daily OHLCV 1999-2018 shipped by ``arch`` as store-shaped bars (00:00 KST)."""
+    from arch.data import sp500
+
+    raw = sp500.load()
+    return pd.DataFrame(
+        {
+            "symbol": "SPX",
+            "interval": "1d",
+            "ts": raw.index.tz_localize("Asia/Seoul").tz_convert("UTC"),
+            "open": raw["Open"].to_numpy(),
+            "high": raw["High"].to_numpy(),
+            "low": raw["Low"].to_numpy(),
+            "close": raw["Close"].to_numpy(),
+            "volume": raw["Volume"].to_numpy(),
+        }
+    )

@@ -41,23 +41,3 @@ def _krx_bars(symbols: tuple[str, ...] = ("005930", "000660"), n: int = 40, seed
 def krx_bars() -> Callable[..., pd.DataFrame]:
     """Factory of clean daily bars on KRX sessions (every row passes the suite)."""
     return _krx_bars
-
-
-@pytest.fixture(scope="session")
-def spx_bars() -> pd.DataFrame:
-    """S&P 500 daily OHLCV 1999-2018 from ``arch.data.sp500`` as store-shaped bars, stamped 00:00 KST."""
-    from arch.data import sp500
-
-    raw = sp500.load()
-    return pd.DataFrame(
-        {
-            "symbol": "SPX",
-            "interval": "1d",
-            "ts": raw.index.tz_localize("Asia/Seoul").tz_convert("UTC"),
-            "open": raw["Open"].to_numpy(),
-            "high": raw["High"].to_numpy(),
-            "low": raw["Low"].to_numpy(),
-            "close": raw["Close"].to_numpy(),
-            "volume": raw["Volume"].to_numpy(),
-        }
-    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,7 @@ def test_front_month_rolls_a_configurable_number_of_sessions_before_expiry() -> 
     assert front_contract(dt.date(2025, 9, 12), roll_days=0).code == "101W12"
     segments = contract_schedule(dt.date(2025, 1, 1), dt.date(2025, 12, 31), roll_days=3)
     assert [c.code for c, _, _ in segments] == ["101W03", "101W06", "101W09", "101W12", "101X03"]
-    for (_, _, last), (_, first, _) in zip(segments, segments[1:], strict=False):
+    for (_, _, last), (_, first, _) in itertools.pairwise(segments):
         assert first == last + dt.timedelta(days=1)  # no gap, no overlap
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -39,20 +40,7 @@ def _finish(report: IngestReport, what: str) -> dict[str, Any]:
     return summary
 
 
-def ingest_daily_session(
-    day: dt.date,
-    *,
-    source: BarSource | None = None,
-    settings: Settings | None = None,
-    engine: Engine | None = None,
-) -> dict[str, Any]:
-    """Daily bars of stocks, indices and KOSPI200 futures (contracts + continuous) up to session ``day``."""
-    settings = settings or get_settings()
-    if not is_session(day):
-        log.info("%s is not a KRX session: nothing to ingest", day)
-        return {"session": False, "day": day.isoformat()}
-    source = source or kis_source(settings)
-    engine = engine or get_engine(settings.resolved_database_url)
+def _daily(day: dt.date, settings: Settings, source: BarSource, engine: Engine) -> IngestReport:
     symbols = [*settings.stock_symbols, *settings.index_symbols]
     report = ingest_daily(source, symbols, day, engine=engine, history_days=settings.ingest_history_days)
     report.extend(
@@ -66,22 +54,10 @@ def ingest_daily_session(
             history_days=settings.ingest_history_days,
         )
     )
-    return {"session": True, "day": day.isoformat(), **_finish(report, f"daily bars {day}")}
+    return report
 
 
-def ingest_minute_session(
-    day: dt.date,
-    *,
-    source: BarSource | None = None,
-    settings: Settings | None = None,
-    engine: Engine | None = None,
-) -> dict[str, Any]:
-    """1-minute bars of ``settings.intraday_symbols`` for session ``day``."""
-    settings = settings or get_settings()
-    if not is_session(day):
-        return {"session": False, "day": day.isoformat()}
-    source = source or kis_source(settings)
-    engine = engine or get_engine(settings.resolved_database_url)
+def _minutes(day: dt.date, settings: Settings, source: BarSource, engine: Engine) -> IngestReport:
     stocks = [s for s in settings.intraday_symbols if s != settings.futures_symbol]
     report = ingest_minutes(source, stocks, day, engine=engine)
     if settings.futures_symbol in settings.intraday_symbols:
@@ -94,7 +70,47 @@ def ingest_minute_session(
                 roll_days=settings.futures_roll_days,
             )
         )
-    return {"session": True, "day": day.isoformat(), **_finish(report, f"minute bars {day}")}
+    return report
+
+
+def _run_session(
+    what: str,
+    work: Callable[[dt.date, Settings, BarSource, Engine], IngestReport],
+    day: dt.date,
+    source: BarSource | None,
+    settings: Settings | None,
+    engine: Engine | None,
+) -> dict[str, Any]:
+    settings = settings or get_settings()
+    if not is_session(day):
+        log.info("%s is not a KRX session: no %s to ingest", day, what)
+        return {"session": False, "day": day.isoformat()}
+    report = work(
+        day, settings, source or kis_source(settings), engine or get_engine(settings.resolved_database_url)
+    )
+    return {"session": True, "day": day.isoformat(), **_finish(report, f"{what} {day}")}
+
+
+def ingest_daily_session(
+    day: dt.date,
+    *,
+    source: BarSource | None = None,
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+) -> dict[str, Any]:
+    """Daily bars of stocks, indices and KOSPI200 futures (contracts + continuous) up to session ``day``."""
+    return _run_session("daily bars", _daily, day, source, settings, engine)
+
+
+def ingest_minute_session(
+    day: dt.date,
+    *,
+    source: BarSource | None = None,
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+) -> dict[str, Any]:
+    """1-minute bars of ``settings.intraday_symbols`` for session ``day``."""
+    return _run_session("minute bars", _minutes, day, source, settings, engine)
 
 
 def session_day(logical_date: dt.datetime | pd.Timestamp) -> dt.date:

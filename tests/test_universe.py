@@ -41,10 +41,16 @@ def test_front_month_rolls_a_configurable_number_of_sessions_before_expiry() -> 
 
 def _bars(days: list[str], closes: list[float]) -> pd.DataFrame:
     c = np.array(closes, dtype=float)
-    return pd.DataFrame({
-        "ts": pd.to_datetime(days).tz_localize("Asia/Seoul"), "open": c - 1, "high": c + 2, "low": c - 2,
-        "close": c, "volume": 10,
-    })
+    return pd.DataFrame(
+        {
+            "ts": pd.to_datetime(days).tz_localize("Asia/Seoul"),
+            "open": c - 1,
+            "high": c + 2,
+            "low": c - 2,
+            "close": c,
+            "volume": 10,
+        }
+    )
 
 
 SEGMENTS = [
@@ -60,8 +66,13 @@ def test_difference_back_adjustment_shifts_older_history_by_the_roll_gap() -> No
     assert list(series["open"]) == [304.0, 314.0, 319.0, 329.0]
     assert list(series["contract"]) == ["101W06", "101W06", "101W09", "101W09"]
     assert log.to_dict("records")[0] | {"roll_ts": None} == {
-        "roll_ts": None, "from_contract": "101W06", "to_contract": "101W09", "from_close": 310.0,
-        "to_close": 315.0, "method": "difference", "adjustment": 5.0,
+        "roll_ts": None,
+        "from_contract": "101W06",
+        "to_contract": "101W09",
+        "from_close": 310.0,
+        "to_close": 315.0,
+        "method": "difference",
+        "adjustment": 5.0,
     }
 
 

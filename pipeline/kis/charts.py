@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -60,17 +60,18 @@ def walk_daily(
 ) -> list[Bar]:
     """Walk [start, end] newest-first in windows of ``page_rows`` rows, moving the end date back."""
     found: dict[date, Bar] = {}
+    conflicts: list[Bar] = []
     cursor = end
     for _ in range(max_calls):
         batch = [b for b in fetch(start, cursor) if start <= b.ts.date() <= cursor]
         if not batch:
             break
-        found.update((b.ts.date(), b) for b in batch)
+        _merge(found, conflicts, ((b.ts.date(), b) for b in batch))
         oldest = min(b.ts.date() for b in batch)
         if oldest <= start or len(batch) < page_rows:
             break
         cursor = oldest - timedelta(days=1)
-    return sorted(found.values(), key=lambda b: b.ts)
+    return sorted([*found.values(), *conflicts], key=lambda b: b.ts)
 
 
 def walk_minutes(
@@ -80,6 +81,7 @@ def walk_minutes(
 
     ``day`` None means "today as the server sees it" (the newest bar's date)."""
     found: dict[datetime, Bar] = {}
+    conflicts: list[Bar] = []
     cursor = datetime.combine(day or date.today(), until, KST)
     for _ in range(max_calls):
         raw = fetch(cursor)
@@ -89,12 +91,23 @@ def walk_minutes(
         fresh = [b for b in batch if b.ts not in found]
         if not fresh or day is None:
             break
-        found.update((b.ts, b) for b in batch)
+        _merge(found, conflicts, ((b.ts, b) for b in batch))
         oldest = min(b.ts for b in batch)
         if oldest <= datetime.combine(day, session_open, KST):
             break
         cursor = oldest - timedelta(minutes=1)
-    return sorted(found.values(), key=lambda b: b.ts)
+    return sorted([*found.values(), *conflicts], key=lambda b: b.ts)
+
+
+def _merge(found: dict[Any, Bar], conflicts: list[Bar], keyed: Iterable[tuple[Any, Bar]]) -> None:
+    """Cursor windows overlap, so the same bar arrives twice: keep one. Two *different* bars for one
+    timestamp are a broker data error: keep both so the ingest quarantines them instead of guessing."""
+    for key, bar in keyed:
+        seen = found.get(key)
+        if seen is None:
+            found[key] = bar
+        elif seen != bar and bar not in conflicts:
+            conflicts.append(bar)
 
 
 def yyyymmdd(day: date) -> str:

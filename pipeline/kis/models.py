@@ -16,6 +16,15 @@ def _to_float(value: Any) -> float:
     return float(text) if text else 0.0
 
 
+def _to_price(value: Any) -> float:
+    # Bars must never abort a whole fetch over one bad field: an unparsable number becomes NaN and the
+    # store's row checks quarantine that bar with its reason.
+    try:
+        return _to_float(value)
+    except ValueError:
+        return float("nan")
+
+
 def _to_int(value: Any) -> int:
     return round(_to_float(value))
 
@@ -36,6 +45,7 @@ def _strip(value: Any) -> str:
 
 
 KisFloat = Annotated[float, BeforeValidator(_to_float)]
+KisPrice = Annotated[float, BeforeValidator(_to_price)]
 KisInt = Annotated[int, BeforeValidator(_to_int)]
 KisBool = Annotated[bool, BeforeValidator(_to_yn)]
 KisDate = Annotated[date | None, BeforeValidator(_to_date)]
@@ -53,12 +63,12 @@ class Bar(KisModel):
     """One OHLCV bar. ``ts`` is the bar's start in KST (daily bars: midnight of the trading day)."""
 
     ts: datetime
-    open: KisFloat
-    high: KisFloat
-    low: KisFloat
-    close: KisFloat
-    volume: KisInt = 0
-    value: KisFloat = 0.0
+    open: KisPrice
+    high: KisPrice
+    low: KisPrice
+    close: KisPrice
+    volume: KisPrice = 0.0  # NaN when unparsable (quarantined downstream), whole numbers otherwise
+    value: KisPrice = 0.0
 
 
 class StockQuote(KisModel):

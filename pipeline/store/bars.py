@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -18,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline.store import pgcopy
 from pipeline.store.db import get_engine, is_postgres
-from pipeline.store.schema import bars, bars_quarantine
+from pipeline.store.schema import bars
 from pipeline.store.validation import COLUMNS, KEY, BarValidationError, check_bars
 
 log = logging.getLogger(__name__)
@@ -302,47 +301,6 @@ def _utc(value: dt.datetime | pd.Timestamp | str) -> dt.datetime:
     return ts.to_pydatetime()
 
 
-def _jsonable(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return None if value is None else str(value)
-    if isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
-
-
-def quarantine_bars(
-    rejected: pd.DataFrame, *, source: str, engine: Engine | None = None, ts_column: str = "ts"
-) -> int:
-    """Store rejected rows verbatim (as JSON) with their ``reason``; returns the number stored.
-
-    ``symbol`` and ``interval`` columns, when present, and ``ts_column`` are copied into indexed columns
-    so quarantined rows can be found by instrument and time."""
-    if rejected.empty:
-        return 0
-    engine = engine or get_engine()
-    records = []
-    for row in rejected.to_dict(orient="records"):
-        reason = str(row.pop("reason"))
-        raw = {str(k): _jsonable(v) for k, v in row.items()}
-        records.append(
-            {
-                "symbol": _short(raw.get("symbol"), 32),
-                "interval": _short(raw.get("interval"), 8),
-                "ts_raw": _short(raw.get(ts_column), 64),
-                "raw": json.loads(json.dumps(raw)),
-                "reason": reason,
-                "source": source,
-            }
-        )
-    with engine.begin() as conn:
-        conn.execute(sa.insert(bars_quarantine), records)
-    return len(records)
-
-
-def _short(value: Any, size: int) -> str | None:
-    return None if value is None else str(value)[:size]
-
-
 def summarize_bars(interval: str = "1d", engine: Engine | None = None) -> pd.DataFrame:
     """Per symbol (computed in the database): bar count, first and last ts, and the last close."""
     engine = engine or get_engine()
@@ -371,38 +329,3 @@ def summarize_bars(interval: str = "1d", engine: Engine | None = None) -> pd.Dat
     for col in ("first", "last"):
         frame[col] = pd.to_datetime(frame[col], utc=True)
     return frame
-
-
-def move_to_quarantine(rows: pd.DataFrame, *, source: str, engine: Engine | None = None) -> int:
-    """Take stored bars out of ``bars`` into ``bars_quarantine`` (with ``rows['reason']``), atomically.
-
-    ``rows`` needs symbol, interval, ts (tz-aware) and reason; other columns are kept in the raw JSON."""
-    if rows.empty:
-        return 0
-    engine = engine or get_engine()
-    records = []
-    keys = []
-    for row in rows.to_dict(orient="records"):
-        reason = str(row.pop("reason"))
-        ts = pd.Timestamp(row["ts"]).tz_convert("UTC")
-        raw = {str(k): _jsonable(v) for k, v in row.items()}
-        records.append(
-            {
-                "symbol": row["symbol"],
-                "interval": row["interval"],
-                "ts_raw": ts.isoformat(),
-                "raw": raw,
-                "reason": reason,
-                "source": source,
-            }
-        )
-        keys.append((row["symbol"], row["interval"], ts.to_pydatetime()))
-    with engine.begin() as conn:
-        conn.execute(sa.insert(bars_quarantine), records)
-        stmt = sa.delete(bars).where(
-            bars.c.symbol == sa.bindparam("k_symbol"),
-            bars.c.interval == sa.bindparam("k_interval"),
-            bars.c.ts == sa.bindparam("k_ts", type_=bars.c.ts.type),
-        )
-        conn.execute(stmt, [{"k_symbol": s, "k_interval": i, "k_ts": t} for s, i, t in keys])
-    return len(records)

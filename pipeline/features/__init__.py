@@ -7,6 +7,7 @@ from pipeline.features.ta import (
     FEATURE_SET_VERSION,
     WARMUP_BARS,
     build_features,
+    series_features,
 )
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "WARMUP_BARS",
     "build_features",
     "read_features",
+    "series_features",
     "upsert_features",
 ]

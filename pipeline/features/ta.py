@@ -139,3 +139,22 @@ def build_features(bars: pd.DataFrame) -> pd.DataFrame:
     out = frame[_KEY].copy()
     features = pd.DataFrame(values.T, columns=FEATURE_COLUMNS, index=out.index)
     return pd.concat([out, features], axis=1)
+
+
+def series_features(bars: pd.DataFrame) -> pd.DataFrame:
+    """``build_features`` for one time-ordered OHLCV series (any index, column names in any case),
+    aligned to the input's index: what the RL environment and the served agent compute per symbol."""
+    frame = bars.rename(columns=lambda c: str(c).lower())
+    n = len(frame)
+    # Positional timestamps keep the caller's order, whatever its index is.
+    keyed = pd.DataFrame(
+        {
+            "symbol": "series",
+            "interval": "bar",
+            "ts": pd.date_range("2000-01-01", periods=n, freq="s", tz="UTC"),
+            **{k: frame[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close")},
+            "volume": frame["volume"].to_numpy(dtype=np.float64) if "volume" in frame else np.zeros(n),
+        }
+    )
+    values = build_features(keyed)[FEATURE_COLUMNS].to_numpy()
+    return pd.DataFrame(values, index=bars.index, columns=FEATURE_COLUMNS)

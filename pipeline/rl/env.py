@@ -1,0 +1,278 @@
+"""Vectorised NumPy trading env (B envs step together on precomputed arrays) and a gymnasium view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from pipeline.rl.instruments import InstrumentSpec, instrument_from_dict, stock_spec
+from pipeline.rl.market import MarketArrays
+
+Info = dict[str, np.ndarray]
+
+
+@dataclass
+class EnvConfig:
+    """Trading rules of one env: what is traded, which positions are allowed, how long episodes are."""
+
+    instrument: InstrumentSpec = field(default_factory=stock_spec)
+    """Fees, tax, multiplier, tick, margin (see :mod:`pipeline.rl.instruments`)."""
+
+    levels: tuple[float, ...] = (0.0, 1.0)
+    """Target position per discrete action: fractions of equity in [0, 1] for stocks, signed integer
+    contract counts for futures (e.g. ``(-1, 0, 1)``)."""
+
+    window: int = 8
+    """Bars of features in each observation (bars t-window+1 … t)."""
+
+    episode_length: int | None = 256
+    """Decisions per training episode from a random start; ``None``: the whole range."""
+
+    initial_cash: float = 100_000_000.0
+    """Starting equity in account currency (KRW)."""
+
+    drawdown_penalty: float = 0.0
+    """Reward penalty per unit increase of drawdown (0 disables)."""
+
+    volatility_penalty: float = 0.0
+    """Reward penalty times the squared log return of the step (0 disables)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "instrument": self.instrument.to_dict(),
+            "levels": list(self.levels),
+            "window": self.window,
+            "episode_length": self.episode_length,
+            "initial_cash": self.initial_cash,
+            "drawdown_penalty": self.drawdown_penalty,
+            "volatility_penalty": self.volatility_penalty,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EnvConfig:
+        """Inverse of :meth:`to_dict`."""
+        d = dict(data)
+        d["instrument"] = instrument_from_dict(d["instrument"])
+        d["levels"] = tuple(d["levels"])
+        return cls(**d)
+
+
+def _validate(config: EnvConfig) -> None:
+    levels = np.asarray(config.levels, dtype=np.float64)
+    if config.instrument.kind == "stock" and ((levels < 0).any() or (levels > 1).any()):
+        raise ValueError("stock levels are fractions of equity in [0, 1] (long only)")
+    if config.instrument.kind == "futures" and (levels != np.round(levels)).any():
+        raise ValueError("futures levels are integer contract counts")
+    if config.window < 1:
+        raise ValueError("window must be ≥ 1")
+
+
+class VecTradingEnv:
+    """B trading envs on one market, stepped together; auto-resets finished envs to a random start.
+
+    Timing (no look-ahead): the observation at bar t uses bars ≤ t; the action chosen at t is sized with
+    close[t] and fills at open[t+1] ± slippage; the reward is log(equity[t+1] / equity[t]) net of costs,
+    equity marked at close[t+1]. Repeating the previous action holds the position (no drift rebalancing).
+    """
+
+    def __init__(
+        self,
+        market: MarketArrays,
+        config: EnvConfig,
+        n_envs: int = 1,
+        seed: int | None = None,
+        bounds: tuple[int, int] | None = None,
+        auto_reset: bool = True,
+    ) -> None:
+        _validate(config)
+        self.market, self.config, self.n_envs, self.auto_reset = market, config, n_envs, auto_reset
+        self.rng = np.random.default_rng(seed)
+        lo, hi = bounds if bounds is not None else (0, len(market))
+        # Decisions happen at t ∈ [lo, hi-2]; each needs `window` bars of history and the next open.
+        self.lo, self.hi = max(lo, config.window - 1), min(hi, len(market))
+        if self.hi - self.lo < 2:
+            raise ValueError(f"range [{self.lo}, {self.hi}) is too short for window {config.window}")
+        inst = config.instrument
+        self.levels = np.asarray(config.levels, dtype=np.float64)
+        self.mult, self.short_ok = float(inst.multiplier), inst.allow_short
+        self._open, self._close = market.open, market.close
+        self._slip = inst.slippage_ticks * inst.ticks(market.open)  # price slippage per unit at each open
+        self._regimes, self._n_reg = market.regimes, market.n_regimes
+        self._eye = np.eye(max(market.n_regimes, 1), dtype=np.float32)
+        self._win = self._windows(market.features, config.window)  # [T, W*F] float32, row t = bars t-W+1..t
+        self.obs_dim = self._win.shape[1] + self._n_reg + 2
+        self.n_actions = len(self.levels)
+        z = np.zeros(n_envs)
+        self.t, self.end = np.zeros(n_envs, np.int64), np.zeros(n_envs, np.int64)
+        self.cash, self.pos, self.entry, self.equity, self.peak = z.copy(), z.copy(), z.copy(), z.copy(), z
+        self.prev_action = np.full(n_envs, -1, np.int64)
+        self.ep_cost, self.ep_len = np.zeros(n_envs), np.zeros(n_envs, np.int64)
+
+    @staticmethod
+    def _windows(features: np.ndarray, window: int) -> np.ndarray:
+        t, f = features.shape
+        view = sliding_window_view(features, window, axis=0)  # [T-W+1, F, W]
+        flat = np.ascontiguousarray(view.transpose(0, 2, 1)).reshape(t - window + 1, window * f)
+        return np.concatenate([np.zeros((window - 1, window * f), np.float32), flat]).astype(np.float32)
+
+    # ---- reset ------------------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None, start: int | None = None, end: int | None = None) -> np.ndarray:
+        """Reset every env; ``start``/``end`` pin the episode to decisions at bars start … end-1."""
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self._reset_envs(np.ones(self.n_envs, dtype=bool), start, end)
+        return self._obs()
+
+    def _reset_envs(self, mask: np.ndarray, start: int | None = None, end: int | None = None) -> None:
+        n = int(mask.sum())
+        length = self.config.episode_length
+        last = self.hi - 1  # the last bar that can be marked to market
+        if start is not None:
+            starts = np.full(n, max(start, self.lo), np.int64)
+            ends = np.full(n, last if end is None else min(end, last), np.int64)
+        elif length is None or self.lo + length >= last:
+            starts, ends = np.full(n, self.lo, np.int64), np.full(n, last, np.int64)
+        else:
+            starts = self.rng.integers(self.lo, last - length + 1, size=n)
+            ends = starts + length
+        self.t[mask], self.end[mask] = starts, ends
+        cash = self.config.initial_cash
+        self.cash[mask], self.equity[mask], self.peak[mask] = cash, cash, cash
+        self.pos[mask], self.entry[mask], self.ep_cost[mask], self.ep_len[mask] = 0.0, 0.0, 0.0, 0
+        self.prev_action[mask] = -1
+
+    # ---- step -------------------------------------------------------------------------------------------
+    def _target_units(self, actions: np.ndarray, close_t: np.ndarray) -> np.ndarray:
+        level = self.levels[actions]
+        eq = np.maximum(self.equity, 0.0)
+        if self.short_ok:  # futures: contracts, capped by the initial margin that equity can post
+            rate = self.config.instrument.margin_rate
+            cap = np.floor(eq / (close_t * self.mult * rate))
+            target = np.clip(level, -cap, cap)
+        else:  # stock: whole shares worth `level` of equity including the buy fee
+            fee = 1.0 + self.config.instrument.buy_fee
+            target = np.floor(level * eq / (close_t * self.mult * fee))
+        return np.where(actions == self.prev_action, self.pos, target)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Info]:
+        """Apply one action per env → (obs [B, D], reward [B], terminated [B], truncated [B], info)."""
+        a = np.array(actions, dtype=np.int64)  # a copy: prev_action must not alias the caller's array
+        inst = self.config.instrument
+        t = self.t
+        t1 = t + 1
+        dq = self._target_units(a, self._close[t]) - self.pos
+        side = np.sign(dq)
+        slip = self._slip[t1]
+        fill = self._open[t1] + side * slip  # buys fill above the open, sells below
+        if not self.short_ok:  # cash account: a gap up at the open can only shrink a buy
+            afford = np.floor(self.cash / (fill * self.mult * (1.0 + inst.buy_fee)))
+            dq = np.where(dq > 0, np.minimum(dq, np.maximum(afford, 0.0)), dq)
+        notional = np.abs(dq) * fill * self.mult
+        fee = notional * np.where(dq > 0, inst.buy_fee, inst.sell_fee + inst.sell_tax)
+        new_pos = self.pos + dq
+        self._update_entry(new_pos, dq, fill)
+        self.cash = self.cash - dq * fill * self.mult - fee
+        self.pos = new_pos
+        equity = self.cash + new_pos * self._close[t1] * self.mult
+        reward, terminated = self._reward(equity)
+        self.t, self.prev_action, self.ep_len = t1, a, self.ep_len + 1
+        self.ep_cost = self.ep_cost + fee + np.abs(dq) * slip * self.mult
+        truncated = (t1 >= self.end) & ~terminated
+        info: Info = {
+            "t": t1,
+            "equity": equity,
+            "position": new_pos.copy(),
+            "fee": fee,
+            "slippage": np.abs(dq) * slip * self.mult,
+            "traded_notional": notional,
+        }
+        done = terminated | truncated
+        if done.any():
+            info["episode_return"] = np.where(
+                done, np.log(np.maximum(equity, 1e-12) / self.config.initial_cash), 0.0
+            )
+            info["episode_length"] = self.ep_len.copy()
+            info["episode_cost"] = self.ep_cost.copy()
+            if self.auto_reset:
+                self._reset_envs(done)
+        return self._obs(), reward, terminated, truncated, info
+
+    def _update_entry(self, new_pos: np.ndarray, dq: np.ndarray, fill: np.ndarray) -> None:
+        # Average entry price: reset on open/flip, volume-weighted when adding, unchanged when reducing.
+        pos = self.pos
+        opened = (pos == 0) | (np.sign(new_pos) != np.sign(pos))
+        adding = np.abs(new_pos) > np.abs(pos)
+        denom = np.where(new_pos == 0, 1.0, new_pos)
+        averaged = (pos * self.entry + dq * fill) / denom
+        self.entry = np.where(
+            new_pos == 0, 0.0, np.where(opened, fill, np.where(adding, averaged, self.entry))
+        )
+
+    def _reward(self, equity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        floor = 1e-9 * self.config.initial_cash
+        terminated = equity <= floor  # bankrupt (futures can lose more than margin)
+        log_ret = np.log(np.maximum(equity, floor) / self.equity)
+        reward = log_ret
+        cfg = self.config
+        if cfg.drawdown_penalty or cfg.volatility_penalty:
+            new_peak = np.maximum(self.peak, equity)
+            dd_old, dd_new = 1.0 - self.equity / self.peak, 1.0 - equity / new_peak
+            reward = log_ret - cfg.drawdown_penalty * np.maximum(dd_new - dd_old, 0.0)
+            reward = reward - cfg.volatility_penalty * log_ret**2
+        self.peak = np.maximum(self.peak, equity)
+        self.equity = equity
+        return reward, terminated
+
+    # ---- observation ------------------------------------------------------------------------------------
+    def _obs(self) -> np.ndarray:
+        """[B, D] float32: feature window (W*F), regime one-hot (K), exposure, unrealised PnL / equity."""
+        t = self.t
+        obs = np.empty((self.n_envs, self.obs_dim), dtype=np.float32)
+        wf = self._win.shape[1]
+        obs[:, :wf] = self._win[t]
+        if self._n_reg:
+            obs[:, wf : wf + self._n_reg] = self._eye[self._regimes[t]]
+        close_t = self._close[t]
+        eq = np.maximum(self.equity, 1e-12)
+        obs[:, -2] = self.pos * close_t * self.mult / eq
+        obs[:, -1] = self.pos * (close_t - self.entry) * self.mult / eq
+        return obs
+
+    def action_for_level(self, level: float) -> int:
+        """Index of the action whose level is closest to ``level`` (baselines use it)."""
+        return int(np.argmin(np.abs(self.levels - level)))
+
+
+class TradingEnv(gym.Env[np.ndarray, np.int64]):
+    """The same env as one gymnasium env (B = 1, no auto-reset); ``options`` may pin ``start``/``end``."""
+
+    def __init__(
+        self, market: MarketArrays, config: EnvConfig, bounds: tuple[int, int] | None = None
+    ) -> None:
+        self.metadata = {"render_modes": []}
+        self.vec = VecTradingEnv(market, config, n_envs=1, bounds=bounds, auto_reset=False)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(self.vec.obs_dim,), dtype=np.float32)
+        self.action_space = gym.spaces.Discrete(self.vec.n_actions)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        opts = options or {}
+        obs = self.vec.reset(seed=seed, start=opts.get("start"), end=opts.get("end"))
+        return obs[0], {"t": int(self.vec.t[0])}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        obs, reward, term, trunc, info = self.vec.step(np.array([int(action)]))
+        return (
+            obs[0],
+            float(reward[0]),
+            bool(term[0]),
+            bool(trunc[0]),
+            {k: v[0].item() for k, v in info.items()},
+        )

@@ -1,0 +1,106 @@
+"""Training entry point: bars → regimes → features → A3C → a :class:`TradingAgent`, with progress."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from pipeline.regimes.model import RegimeModel
+from pipeline.rl.a3c import Metrics, SharedAdam
+from pipeline.rl.agent import TradingAgent, prepare_market
+from pipeline.rl.config import TrainConfig
+from pipeline.rl.env import VecTradingEnv
+from pipeline.rl.market import FeatureNormaliser, MarketArrays
+from pipeline.rl.network import LSTMActorCritic
+from pipeline.rl.runner import run_async, run_sync
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    agent: TradingAgent
+    """Model weights, config, regime model and feature normalisation (``agent.save(dir)`` persists them)."""
+    history: pd.DataFrame
+    """One row per worker update: ``global_step``, ``rank``, ``losses/*``, ``charts/*``, ``time``."""
+    steps: int
+    """Env steps taken, summed over workers and envs."""
+    seconds: float
+    """Wall-clock seconds of the A3C loop."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy's legacy global RNG and torch (workers derive their own streams from it)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class _Progress:
+    """Collects metrics; shows steps/s and the mean of recent episode returns (log equity) in a bar."""
+
+    def __init__(self, total: int | None, enabled: bool) -> None:
+        self.rows: list[Metrics] = []
+        self.returns: deque[float] = deque(maxlen=50)
+        self.t0, self.steps = time.time(), 0
+        self.bar = tqdm(total=total, disable=not enabled, unit="step", desc="A3C", leave=False)
+
+    def __call__(self, metrics: Metrics) -> None:
+        metrics["time"] = time.time() - self.t0
+        self.rows.append(metrics)
+        if not math.isnan(metrics["charts/episode_return"]):
+            self.returns.append(metrics["charts/episode_return"])
+        step = max(self.steps, int(metrics["global_step"]))
+        self.bar.update(step - self.steps)
+        self.steps = step
+        rate = step / max(metrics["time"], 1e-9)
+        ret = float(np.mean(self.returns)) if self.returns else math.nan
+        self.bar.set_postfix(steps_per_s=f"{rate:,.0f}", ep_return=f"{ret:+.4f}", refresh=False)
+
+    def close(self) -> pd.DataFrame:
+        self.bar.close()
+        return pd.DataFrame(self.rows)
+
+
+def train_on_market(
+    config: TrainConfig, market: MarketArrays, bounds: tuple[int, int] | None = None
+) -> tuple[LSTMActorCritic, pd.DataFrame, int, float]:
+    """A3C on prepared arrays → (global model, metrics history, env steps, seconds)."""
+    if config.total_steps is None and config.max_seconds is None:
+        raise ValueError("set total_steps or max_seconds: training needs a budget")
+    torch.manual_seed(config.seed)  # the global model's initial weights
+    probe = VecTradingEnv(market, config.env, n_envs=1, bounds=bounds)
+    model = LSTMActorCritic(probe.obs_dim, probe.n_actions, config.hidden_size)
+    optimizer = SharedAdam(model.parameters(), lr=config.learning_rate, eps=config.adam_eps)
+    progress = _Progress(config.total_steps, config.progress)
+    run = run_sync if config.mode == "sync" or config.n_workers < 1 else run_async
+    t0 = time.time()
+    try:
+        steps = run(config, market, model, optimizer, progress, bounds)
+    finally:
+        history = progress.close()
+    return model, history, steps, time.time() - t0
+
+
+def train(config: TrainConfig, train_data: pd.DataFrame) -> TrainResult:
+    """Fit regimes and feature scaling on ``train_data`` only, then train the A3C agent on it.
+
+    ``train_data``: OHLCV bars (any capitalisation of open/high/low/close/volume), time-ordered.
+    """
+    # ---- seeding: everything random below derives from config.seed (regimes from config.regimes.seed) ----
+    seed_everything(config.seed)
+    regime_model = RegimeModel(config.regimes).fit(train_data) if config.regimes.enabled else None
+    raw = prepare_market(train_data, config.feature_set, regime_model)
+    normaliser = FeatureNormaliser.fit(raw.features)
+    market = raw.with_features(normaliser.transform(raw.features))
+    model, history, steps, seconds = train_on_market(config, market)
+    agent = TradingAgent(config, model, normaliser, regime_model)
+    return TrainResult(agent=agent, history=history, steps=steps, seconds=seconds)

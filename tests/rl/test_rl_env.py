@@ -1,0 +1,187 @@
+"""The trading env's arithmetic, timing and vectorisation, checked on hand-built bars."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from pipeline.rl.env import EnvConfig, TradingEnv, VecTradingEnv
+from pipeline.rl.instruments import kospi200_futures_spec, krx_stock_tick, stock_spec
+
+STOCK = EnvConfig(instrument=stock_spec(), levels=(0.0, 1.0), window=1, episode_length=None, initial_cash=1e6)
+FUTURES = EnvConfig(
+    instrument=kospi200_futures_spec(),
+    levels=(-1.0, 0.0, 1.0),
+    window=1,
+    episode_length=None,
+    initial_cash=1e8,
+)
+
+
+def test_krx_tick_table_matches_the_exchange_rules() -> None:
+    prices = np.array([1_999, 2_000, 4_990, 10_000, 49_950, 50_000, 199_900, 200_000, 600_000])
+    assert krx_stock_tick(prices).tolist() == [1, 5, 5, 10, 50, 100, 100, 500, 1000]
+
+
+def test_stock_round_trip_costs_fee_tax_and_slippage_at_next_open(make_market) -> None:
+    market = make_market(opens=[10_000, 10_000, 10_100, 10_300], closes=[10_000, 10_200, 10_300, 10_400])
+    env = VecTradingEnv(market, STOCK, auto_reset=False)
+    env.reset(start=0)
+
+    _, reward, *_, info = env.step(np.array([1]))  # decide at bar 0, buy at bar 1's open + 1 tick (10 KRW)
+    shares = math.floor(1e6 / (10_000 * 1.00015))  # sized with the known close of bar 0
+    assert shares == 99 and info["position"][0] == 99
+    buy_fill = 10_010
+    cash = 1e6 - shares * buy_fill - shares * buy_fill * 0.00015
+    assert info["fee"][0] == pytest.approx(shares * buy_fill * 0.00015, rel=1e-12)
+    assert info["equity"][0] == pytest.approx(cash + shares * 10_200, rel=1e-12)
+    assert reward[0] == pytest.approx(math.log((cash + shares * 10_200) / 1e6), rel=1e-12)
+
+    *_, info = env.step(np.array([0]))  # sell at bar 2's open - 1 tick, fee + 0.20 % tax
+    sell_fill = 10_090
+    cash += shares * sell_fill * (1 - 0.00015 - 0.0020)
+    assert info["position"][0] == 0
+    assert info["fee"][0] == pytest.approx(shares * sell_fill * (0.00015 + 0.0020), rel=1e-12)
+    assert info["equity"][0] == pytest.approx(cash, rel=1e-12)
+    assert info["slippage"][0] == pytest.approx(shares * 10, rel=1e-12)
+
+
+def test_futures_short_pays_fee_and_earns_multiplier_times_the_fall(make_market) -> None:
+    market = make_market(opens=[350.0, 351.0, 347.0], closes=[350.0, 349.0, 346.0])
+    env = VecTradingEnv(market, FUTURES, auto_reset=False)
+    env.reset(start=0)
+    _, _, _, _, info = env.step(np.array([0]))  # short 1 contract at 351.00 - 0.05
+    fill = 350.95
+    fee = fill * 250_000 * 0.00003
+    assert info["position"][0] == -1
+    assert info["fee"][0] == pytest.approx(fee, rel=1e-12)
+    assert info["equity"][0] == pytest.approx(1e8 + (fill - 349.0) * 250_000 - fee, rel=1e-12)
+    _, _, _, _, info = env.step(np.array([0]))  # repeating the action holds: no trade, no cost
+    assert info["fee"][0] == 0.0 and info["traded_notional"][0] == 0.0
+    assert info["equity"][0] == pytest.approx(1e8 + (fill - 346.0) * 250_000 - fee, rel=1e-12)
+
+
+def test_futures_contracts_are_capped_by_initial_margin(make_market) -> None:
+    market = make_market(opens=[350.0, 350.0, 350.0], closes=[350.0, 350.0, 350.0])
+    config = EnvConfig(
+        instrument=kospi200_futures_spec(),
+        levels=(-3.0, 0.0, 3.0),
+        window=1,
+        episode_length=None,
+        initial_cash=3e7,
+    )
+    env = VecTradingEnv(market, config, auto_reset=False)
+    env.reset(start=0)
+    _, _, _, _, info = env.step(np.array([2]))  # wants 3 contracts; 3e7 / (350 × 250,000 × 15 %) = 2.28
+    assert info["position"][0] == 2
+
+
+def test_futures_account_wiped_out_terminates_the_episode(make_market) -> None:
+    market = make_market(opens=[350.0, 350.0, 200.0, 200.0], closes=[350.0, 300.0, 200.0, 200.0])
+    config = EnvConfig(instrument=kospi200_futures_spec(), levels=(0.0, 1.0), window=1, initial_cash=2e7)
+    env = VecTradingEnv(market, config, auto_reset=False)
+    env.reset(start=0)
+    _, _, terminated, _, _ = env.step(np.array([1]))  # long at 350: -50 points = -12.5M of 20M
+    assert not terminated[0]
+    _, reward, terminated, _, _ = env.step(np.array([1]))  # -100 more points: equity below zero
+    assert terminated[0] and reward[0] < -10
+
+
+def test_a_gap_up_open_shrinks_a_stock_buy_to_what_cash_affords(make_market) -> None:
+    market = make_market(opens=[10_000, 12_000, 12_000], closes=[10_000, 12_000, 12_000])
+    env = VecTradingEnv(market, STOCK, auto_reset=False)
+    env.reset(start=0)
+    _, _, _, _, info = env.step(np.array([1]))
+    assert info["position"][0] == math.floor(1e6 / (12_010 * 1.00015))
+    assert env.cash[0] >= 0
+
+
+def test_observation_is_window_regime_exposure_and_unrealised_pnl(make_market) -> None:
+    market = make_market(
+        opens=[100.0] * 6,
+        closes=[100.0, 100.0, 100.0, 110.0, 110.0, 110.0],
+        regimes=[0, 1, 1, 0, 1, 0],
+        n_regimes=2,
+        n_features=2,
+    )
+    config = EnvConfig(
+        instrument=stock_spec(tick_size=1.0, slippage_ticks=0.0, buy_fee=0.0),
+        window=3,
+        episode_length=None,
+        initial_cash=1e4,
+    )
+    env = VecTradingEnv(market, config, auto_reset=False)
+    obs = env.reset(start=2)
+    np.testing.assert_allclose(obs[0, :6], [0.0, 0.1, 1.0, 1.1, 2.0, 2.1], rtol=1e-6)  # bars 0..2, 2 features
+    np.testing.assert_allclose(obs[0, 6:8], [0, 1])  # regime of bar 2
+    obs, *_ = env.step(np.array([1]))  # 100 shares at 100, bar 3 closes at 110
+    np.testing.assert_allclose(obs[0, 6:8], [1, 0])
+    assert obs[0, -2] == pytest.approx(100 * 110 / 11_000)  # all in
+    assert obs[0, -1] == pytest.approx(100 * 10 / 11_000)  # unrealised gain / equity
+
+
+def test_observation_at_t_ignores_bars_after_t(make_market) -> None:
+    rng = np.random.default_rng(0)
+    closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 40)))
+    base = make_market(opens=closes, closes=closes, n_features=3)
+    later = base.features.copy()
+    later[21:] += 100.0
+    changed = base.with_features(later)
+    obs = [VecTradingEnv(m, EnvConfig(window=5), auto_reset=False).reset(start=20) for m in (base, changed)]
+    np.testing.assert_array_equal(obs[0], obs[1])
+
+
+def test_batched_envs_match_one_env_stepped_alone(make_market) -> None:
+    rng = np.random.default_rng(1)
+    closes = 50_000 * np.exp(np.cumsum(rng.normal(0, 0.02, 60)))
+    market = make_market(opens=closes * 1.001, closes=closes)
+    actions = rng.integers(0, 2, size=(40, 4))
+    batch = VecTradingEnv(market, STOCK, n_envs=4, auto_reset=False)
+    batch.reset(start=5)
+    singles = [VecTradingEnv(market, STOCK, auto_reset=False) for _ in range(4)]
+    for env in singles:
+        env.reset(start=5)
+    for step in actions:
+        _, rewards, *_ = batch.step(step)
+        for i, env in enumerate(singles):
+            _, reward, *_ = env.step(step[i : i + 1])
+            assert reward[0] == rewards[i]
+
+
+def test_episodes_start_at_random_bars_and_auto_reset(make_market) -> None:
+    closes = np.linspace(100, 200, 500)
+    market = make_market(opens=closes, closes=closes)
+    env = VecTradingEnv(market, EnvConfig(window=4, episode_length=10), n_envs=64, seed=3)
+    env.reset()
+    assert len(np.unique(env.t)) > 20
+    for _ in range(9):
+        *_, truncated, _ = env.step(np.zeros(64, np.int64))
+        assert not truncated.any()
+    *_, truncated, info = env.step(np.zeros(64, np.int64))
+    assert truncated.all() and (info["episode_length"] == 10).all()
+    assert (env.ep_len == 0).all()  # every env has already restarted
+
+
+@pytest.mark.filterwarnings("ignore:.*Box observation space:UserWarning")  # unbounded features by design
+def test_single_env_passes_the_gymnasium_checker(make_market) -> None:
+    closes = np.linspace(100, 120, 50)
+    env = TradingEnv(make_market(opens=closes, closes=closes), EnvConfig(window=3, episode_length=20))
+    check_env(env, skip_render_check=True)
+    obs, _ = env.reset(seed=0, options={"start": 10, "end": 13})
+    steps = 0
+    done = False
+    while not done:
+        obs, _, terminated, truncated, _ = env.step(1)
+        done, steps = terminated or truncated, steps + 1
+    assert steps == 3 and obs.shape == env.observation_space.shape
+
+
+def test_invalid_levels_are_rejected(make_market) -> None:
+    market = make_market(opens=[1.0] * 5, closes=[1.0] * 5)
+    with pytest.raises(ValueError, match="long only"):
+        VecTradingEnv(market, EnvConfig(levels=(-1.0, 1.0), window=1))
+    with pytest.raises(ValueError, match="integer"):
+        VecTradingEnv(market, EnvConfig(instrument=kospi200_futures_spec(), levels=(0.5,), window=1))

@@ -115,6 +115,6 @@ def check_bars(df: pd.DataFrame, *, source: str = "unknown") -> CheckedBars:
     bad = reasons != ""
     rejected = df.loc[bad].copy()
     rejected["reason"] = reasons[bad].str.rstrip("; ")
-    good = out.loc[~bad].copy()
+    good = out.loc[~bad].copy() if bad.any() else out  # the common all-good batch skips a copy
     good["volume"] = good["volume"].astype("int64")
     return CheckedBars(good=good, rejected=rejected)

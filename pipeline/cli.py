@@ -153,15 +153,56 @@ def data_validate(
     console.print_json(data=result)
 
 
+@app.command("backtest")
+def backtest(
+    symbol: Annotated[str, typer.Argument(help="Stored symbol, e.g. KOSPI200F or 005930.")],
+    interval: Annotated[str, typer.Option(help="Bar interval.")] = "1d",
+    folds: Annotated[int, typer.Option(help="Walk-forward folds.")] = 2,
+    seeds: Annotated[str, typer.Option(help="Comma-separated agent seeds per fold.")] = "0,1,2",
+    seconds: Annotated[float, typer.Option(help="Training seconds per fold and seed.")] = 20.0,
+    futures: Annotated[
+        bool | None, typer.Option("--futures/--stock", help="Instrument (default: from the symbol).")
+    ] = None,
+) -> None:
+    """Walk-forward: train the A3C agent per fold, backtest it and the baselines; write PNGs and a CSV."""
+    from pipeline.backtest.report import EvaluationSpec, evaluate_symbol, print_summary
+    from pipeline.store import get_engine
+
+    settings = get_settings()
+    spec = EvaluationSpec(
+        symbol=symbol,
+        interval=interval,
+        futures=futures,
+        seconds_per_fold=seconds,
+        folds=folds,
+        seeds=tuple(int(s) for s in seeds.split(",")),
+        out_dir=settings.var_dir / "reports",
+    )
+    try:
+        result, summary, csv = evaluate_symbol(
+            spec, engine=get_engine(), futures_symbol=settings.futures_symbol
+        )
+    except ValueError as exc:
+        console.print(f"[red]error[/]: {exc}", soft_wrap=True)
+        raise typer.Exit(1) from exc
+    print_summary(console, summary, f"{symbol} walk-forward, test windows (mean over folds and seeds)")
+    console.print(f"metrics: {csv}", soft_wrap=True)
+    for path in result.figures:
+        console.print(f"figure:  {path}", soft_wrap=True)
+
+
 @app.command("demo")
 def demo(
-    days: Annotated[int, typer.Option(help="Calendar days of daily history to ingest.")] = 730,
+    days: Annotated[int, typer.Option(help="Calendar days of daily history to ingest.")] = 1500,
     seed: Annotated[int | None, typer.Option(help="Simulator market seed (default KRX_SIM_SEED).")] = None,
+    train_seconds: Annotated[
+        float, typer.Option(help="A3C training seconds per fold and seed in the walk-forward (0: skip).")
+    ] = 4.0,
 ) -> None:
-    """The data pipeline end to end on embedded defaults: store, KIS simulator, ingest, validate, features."""
+    """End to end on embedded defaults: store, KIS simulator, ingest, validate, features, walk-forward."""
     from pipeline.demo import run_demo
 
-    run_demo(console, days=days, seed=seed)
+    run_demo(console, days=days, seed=seed, train_seconds=train_seconds)
 
 
 def _store_url() -> str:

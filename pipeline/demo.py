@@ -34,8 +34,11 @@ def last_closed_session(now: dt.datetime) -> dt.date:
     return days[-1]
 
 
-def run_demo(console: Console, *, days: int, seed: int | None = None) -> dict[str, Any]:
-    """Migrate, start the simulator, ingest daily + minute bars over HTTP, validate, featurize, summarise."""
+def run_demo(
+    console: Console, *, days: int, seed: int | None = None, train_seconds: float = 4.0
+) -> dict[str, Any]:
+    """Migrate, start the simulator, ingest daily + minute bars over HTTP, validate, featurize, summarise,
+    then (``train_seconds`` > 0) a walk-forward of the A3C agent against the baselines on KOSPI200F."""
     settings = get_settings()
     engine = get_engine(settings.resolved_database_url)
     console.rule("1. market store")
@@ -71,7 +74,26 @@ def run_demo(console: Console, *, days: int, seed: int | None = None) -> dict[st
     for interval in ("1d", "1m"):
         print_bar_summary(console, interval)
     _print_rolls(console, engine, settings.futures_symbol)
-    return {"day": day.isoformat(), "daily": daily, "minutes": minutes, "quality": quality}
+    out: dict[str, Any] = {"day": day.isoformat(), "daily": daily, "minutes": minutes, "quality": quality}
+    if train_seconds > 0:
+        out["backtest"] = _walkforward(console, settings, engine, train_seconds)
+    return out
+
+
+def _walkforward(console: Console, settings: Settings, engine: sa.Engine, seconds: float) -> dict[str, Any]:
+    from pipeline.backtest.report import EvaluationSpec, evaluate_symbol, print_summary
+
+    symbol = settings.futures_symbol
+    console.rule(
+        f"5. A3C agent vs baselines on {symbol}: walk-forward, 2 folds x 3 seeds, {seconds:g} s each"
+    )
+    spec = EvaluationSpec(symbol=symbol, seconds_per_fold=seconds, out_dir=settings.var_dir / "reports")
+    result, summary, csv = evaluate_symbol(spec, engine=engine, futures_symbol=symbol)
+    print_summary(console, summary, f"{symbol} test windows (mean over folds and seeds)")
+    console.print(f"metrics: {csv}", soft_wrap=True)
+    for path in result.figures:
+        console.print(f"figure:  {path}", soft_wrap=True)
+    return {"metrics": str(csv), "figures": [str(p) for p in result.figures]}
 
 
 def _print_ingest(console: Console, *reports: dict[str, Any]) -> None:

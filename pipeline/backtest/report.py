@@ -88,7 +88,13 @@ def evaluate_symbol(
 
 def print_summary(console: Console, summary: pd.DataFrame, title: str) -> None:
     """A strategies x metrics table."""
-    table = Table("strategy", *summary.columns, title=title)
+    short = {
+        "total_return": "return",
+        "max_drawdown": "max dd",
+        "hit_rate": "hit rate",
+        "costs_paid": "costs",
+    }
+    table = Table("strategy", *(short.get(c, c) for c in summary.columns), title=title)
     for name, row in summary.iterrows():
-        table.add_row(str(name), *(f"{v:,.3f}" for v in row.to_numpy()))
+        table.add_row(str(name), *(f"{v:,.3f}" if abs(v) < 1000 else f"{v:,.0f}" for v in row.to_numpy()))
     console.print(table)

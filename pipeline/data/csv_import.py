@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from pipeline.store import check_bars, get_engine, quarantine_bars, upsert_bars
+from pipeline.store import get_engine, load_bars
 
 log = logging.getLogger(__name__)
 
@@ -132,17 +132,16 @@ def import_csv_files(
         try:
             for chunk in pd.read_csv(path, chunksize=chunk_rows, dtype=str, keep_default_na=False):
                 frame, ts_column = _prepare(chunk, path, symbol, interval, tz)
-                checked = check_bars(frame, source=source)
-                bad = checked.rejected.index
-                # Keep the file's row verbatim, plus the symbol/interval it was imported as.
-                rejected = chunk.loc[bad].assign(
-                    symbol=frame.loc[bad, "symbol"], interval=interval, reason=checked.rejected["reason"]
+                result = load_bars(
+                    frame,
+                    source=source,
+                    engine=engine,
+                    raw=chunk,  # quarantine the file's rows verbatim
+                    quarantine_source=f"{source}:{path.name}",
+                    ts_column=ts_column,
                 )
-                file_summary.rejected += quarantine_bars(
-                    rejected, source=f"{source}:{path.name}", engine=engine, ts_column=ts_column
-                )
-                result = upsert_bars(checked.good, engine, source=source)
-                file_summary.rows += len(chunk)
+                file_summary.rows += result.rows
+                file_summary.rejected += result.quarantined
                 file_summary.inserted += result.inserted
                 file_summary.updated += result.updated
                 file_summary.unchanged += result.unchanged

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pipeline.ingest.sources import BarSource
-from pipeline.store import check_bars, quarantine_bars, upsert_bars
+from pipeline.store import load_bars
 from pipeline.store.schema import bars as bars_table
 
 log = logging.getLogger(__name__)
@@ -64,16 +64,14 @@ class IngestReport:
 
 def store_fetched(raw: pd.DataFrame, item: SymbolIngest, *, source: str, engine: Engine) -> SymbolIngest:
     """Check broker rows, quarantine the malformed ones with their reason, upsert the rest."""
-    frame = raw.assign(symbol=item.symbol, interval=item.interval)
-    checked = check_bars(frame, source=source)
-    item.fetched += len(frame)
-    if len(checked.rejected):
-        item.quarantined += quarantine_bars(checked.rejected, source=source, engine=engine)
-        log.warning("%s %s: quarantined %d malformed rows", item.symbol, item.interval, len(checked.rejected))
-    result = upsert_bars(checked.good, engine, source=source)
+    result = load_bars(raw.assign(symbol=item.symbol, interval=item.interval), source=source, engine=engine)
+    if result.quarantined:
+        log.warning("%s %s: quarantined %d malformed rows", item.symbol, item.interval, result.quarantined)
+    item.fetched += result.rows
     item.inserted += result.inserted
     item.updated += result.updated
     item.unchanged += result.unchanged
+    item.quarantined += result.quarantined
     return item
 
 

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from pipeline.market.kinds import CONTINUOUS_FUTURES, InstrumentKind, classify, validate_symbol
+
 KisEnv = Literal["sim", "vts", "real"]
 
 #: Public base URLs of the KIS REST API (shared/kis/KIS_API_SPEC.md §1).
@@ -143,7 +145,10 @@ class Settings(BaseSettings):
     """KRX stock codes to trade and ingest.
     Default: Samsung Electronics, SK hynix, NAVER, Hyundai Motor, LG Chem."""
 
-    futures_symbol: str = "KOSPI200F"
+    etf_symbols: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Codes to treat as ETFs (no sell tax, ETF ticks) besides the ones ``pipeline.market`` knows."""
+
+    futures_symbol: str = CONTINUOUS_FUTURES
     """Symbol under which the back-adjusted continuous KOSPI200 front-month futures series is stored."""
 
     futures_roll_days: int = Field(3, ge=0, le=20)
@@ -173,7 +178,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     """Log level of the ``krx`` CLI and pipeline code."""
 
-    @field_validator("stock_symbols", "index_symbols", "intraday_symbols", mode="before")
+    @field_validator("stock_symbols", "etf_symbols", "index_symbols", "intraday_symbols", mode="before")
     @classmethod
     def _split_symbols(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -182,6 +187,22 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [s.strip() for s in text.split(",") if s.strip()]
         return value
+
+    @field_validator("stock_symbols", "etf_symbols", "index_symbols", "intraday_symbols")
+    @classmethod
+    def _valid_symbols(cls, value: list[str]) -> list[str]:
+        return [validate_symbol(s) for s in value]
+
+    @field_validator("futures_symbol")
+    @classmethod
+    def _valid_futures_symbol(cls, value: str) -> str:
+        return validate_symbol(value)
+
+    def kind_of(self, symbol: str) -> InstrumentKind:
+        """The instrument kind of ``symbol`` under these settings (see :func:`pipeline.market.classify`)."""
+        return classify(
+            symbol, futures=(self.futures_symbol,), indices=self.index_symbols, etfs=self.etf_symbols
+        )
 
     # --- derived ---------------------------------------------------------------------------
     @property

@@ -10,16 +10,16 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import Settings, get_settings, mask_url
+from pipeline.console import print_bar_summary
 from pipeline.ingest.quality import validate_and_featurize
 from pipeline.ingest.tasks import ingest_daily_session, ingest_minute_session
 from pipeline.kis.simulator.server import SimServer
 from pipeline.kis.simulator.simconfig import SimConfig
-from pipeline.store import get_engine, summarize_bars
+from pipeline.market import KST, krx_sessions
+from pipeline.store import get_engine
 from pipeline.store.migrate import upgrade
 from pipeline.store.schema import futures_rolls
-from pipeline.universe import krx_sessions
 
-KST = dt.timezone(dt.timedelta(hours=9))
 #: Daily ingest runs at 16:40 KST, after the futures close (15:45).
 INGEST_TIME = dt.time(16, 40)
 
@@ -122,25 +122,6 @@ def _print_quality(console: Console, quality: dict[str, Any]) -> None:
     for w in quality["windows"]:
         if w["data_docs"]:
             console.print(f"Data Docs ({w['interval']}): {w['data_docs']}", soft_wrap=True)
-
-
-def print_bar_summary(console: Console, interval: str) -> None:
-    """Per symbol: bar count, first and last bar (KST), last close."""
-    summary = summarize_bars(interval)
-    if summary.empty:
-        console.print(f"no {interval} bars in the store")
-        return
-    fmt = "%Y-%m-%d" if interval == "1d" else "%Y-%m-%d %H:%M"
-    table = Table("symbol", "bars", "first (KST)", "last (KST)", "last close", title=f"{interval} bars")
-    for row in summary.itertuples():
-        table.add_row(
-            str(row.symbol),
-            f"{row.bars:,}",
-            row.first.tz_convert("Asia/Seoul").strftime(fmt),
-            row.last.tz_convert("Asia/Seoul").strftime(fmt),
-            f"{row.last_close:,.2f}",
-        )
-    console.print(table)
 
 
 def _print_rolls(console: Console, engine: sa.Engine, symbol: str) -> None:

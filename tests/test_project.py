@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +39,48 @@ def test_pipeline_never_imports_airflow_or_bentoml() -> None:
     pattern = re.compile(r"^\s*(import|from)\s+(airflow|bentoml)\b", re.M)
     offenders = [str(p) for p in (ROOT / "pipeline").rglob("*.py") if pattern.search(p.read_text())]
     assert offenders == []
+
+
+def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("lint-imports")
+    return subprocess.run([str(exe), "--no-cache"], cwd=root, capture_output=True, text=True, timeout=300)
+
+
+def test_pipeline_layers_hold() -> None:
+    proc = _lint_imports(ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_an_upward_import_inside_pipeline_breaks_the_layer_contract(tmp_path: Path) -> None:
+    # A copy of the package with a store module reaching up into rl: the contract must catch it.
+    shutil.copytree(ROOT / "pipeline", tmp_path / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "pipeline" / "store" / "upward.py").write_text("from pipeline.rl import env  # noqa\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    exe = Path(sys.executable).with_name("lint-imports")
+    proc = subprocess.run(
+        [str(exe), "--no-cache"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
+    )
+    assert proc.returncode != 0
+    assert "pipeline.store is not allowed to import pipeline.rl" in proc.stdout
+
+
+def test_reading_the_store_from_the_cli_loads_neither_the_simulator_nor_a_web_server(
+    isolated_settings: Path,
+) -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from pipeline.cli import app\n"
+        "fresh = CliRunner().invoke(app, ['data', 'summary'])\n"
+        "assert fresh.exit_code == 0 and 'krx db upgrade' in fresh.output, fresh.output\n"
+        "assert CliRunner().invoke(app, ['db', 'upgrade']).exit_code == 0\n"
+        "result = CliRunner().invoke(app, ['data', 'summary'])\n"
+        "assert result.exit_code == 0 and 'no 1d bars' in result.output, result.output\n"
+        "loaded = [m for m in ('uvicorn', 'pipeline.kis.simulator', 'torch') if m in sys.modules]\n"
+        "print('LOADED', loaded)\n"
+    )
+    env = {**os.environ, "KRX_VAR_DIR": str(isolated_settings)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "LOADED []" in proc.stdout

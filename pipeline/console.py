@@ -1,0 +1,32 @@
+"""Rich console views of store contents for the CLI and the demo (no I/O besides reading the store)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.market import KST
+from pipeline.store import get_engine, summarize_bars
+
+
+def print_bar_summary(console: Console, interval: str) -> None:
+    """Per symbol: bar count, first and last bar (KST), last close."""
+    if not sa.inspect(get_engine()).has_table("bars"):
+        console.print("the store has no tables yet: run `krx db upgrade` (or `krx data ingest`) first")
+        return
+    summary = summarize_bars(interval)
+    if summary.empty:
+        console.print(f"no {interval} bars in the store")
+        return
+    fmt = "%Y-%m-%d" if interval == "1d" else "%Y-%m-%d %H:%M"
+    table = Table("symbol", "bars", "first (KST)", "last (KST)", "last close", title=f"{interval} bars")
+    for row in summary.itertuples():
+        table.add_row(
+            str(row.symbol),
+            f"{row.bars:,}",
+            row.first.tz_convert(KST).strftime(fmt),
+            row.last.tz_convert(KST).strftime(fmt),
+            f"{row.last_close:,.2f}",
+        )
+    console.print(table)

@@ -66,7 +66,11 @@ class Settings(BaseSettings):
     """Account product code (ACNT_PRDT_CD): ``01`` stocks, ``03`` futures/options."""
 
     kis_base_url: str | None = None
-    """Override the REST base URL (the simulator defaults to ``http://127.0.0.1:<sim_port>``)."""
+    """Override the REST base URL of ``kis_env`` only (the simulator defaults to
+    ``http://127.0.0.1:<sim_port>``). A connection of another environment needs its own URL."""
+
+    kis_allow_real_custom_host: bool = False
+    """Let env ``real`` use a base URL that is not KIS's real host (your own proxy). Real money."""
 
     kis_rate_limit_real: float = Field(20.0, gt=0)
     """REST calls per second per app key on the real domain (KIS notice 2025-08-07)."""
@@ -74,8 +78,9 @@ class Settings(BaseSettings):
     kis_rate_limit_vts: float = Field(2.0, gt=0)
     """REST calls per second per app key on the paper (VTS) domain."""
 
-    kis_rate_limit_sim: float = Field(1000.0, gt=0)
-    """REST calls per second the client allows itself against the local simulator."""
+    kis_rate_limit_sim: float = Field(20.0, gt=0)
+    """REST calls per second the client allows itself against the local simulator (its default limit
+    for the default key is KIS's real one, 20/s)."""
 
     kis_timeout_s: float = Field(10.0, gt=0)
     """HTTP timeout for one KIS call, seconds."""
@@ -132,8 +137,9 @@ class Settings(BaseSettings):
     sim_token_ttl_s: float = Field(86_400.0, gt=0)
     """Simulator: lifetime of an access token, seconds."""
 
-    sim_rate_limit: float = Field(1000.0, gt=0)
-    """Simulator: REST calls per second per app key before EGW00201 (KIS real: 20, VTS: 2)."""
+    sim_rate_limit: float | None = Field(None, gt=0)
+    """Simulator: REST calls per second per app key before EGW00201, for every key. Unset: KIS's own
+    limits by the key's environment, 20/s real and 2/s paper."""
 
     sim_initial_cash: int = Field(100_000_000, gt=0)
     """Simulator: cash (KRW) credited to an account the first time it is used."""

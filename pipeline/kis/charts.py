@@ -6,11 +6,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pipeline.kis.models import Bar
-
-KST = ZoneInfo("Asia/Seoul")
+from pipeline.market import KST
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,10 @@ def sim(
     clock_start: Annotated[str | None, typer.Option(help="Start the clock here (ISO, KST if naive).")] = None,
     db: Annotated[Path | None, typer.Option(help="SQLite ledger (default: <var_dir>/kis_sim.db).")] = None,
     token_interval: Annotated[float | None, typer.Option(help="Seconds between token issuances.")] = None,
-    rate_limit: Annotated[float | None, typer.Option(help="Calls per second per app key (EGW00201).")] = None,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option(help="Calls per second for every app key (default: KIS's 20 real / 2 paper; EGW00201)."),
+    ] = None,
 ) -> None:
     """Serve the KIS simulator: same paths, tr_ids, envelope and limits as KIS, generated market data."""
     from pipeline.kis.simulator.server import serve

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date
-from typing import Literal
 
 import httpx
 import pandas as pd
@@ -12,22 +10,19 @@ import pandas as pd
 from pipeline.config import Settings
 from pipeline.kis.charts import INDEX_DAILY, to_bar, walk_daily, yyyymmdd
 from pipeline.kis.config import KisConfig
-from pipeline.kis.endpoints import DAILY_ROWS, INDEX_CODES
+from pipeline.kis.endpoints import DAILY_ROWS
 from pipeline.kis.futures import FuturesApi
 from pipeline.kis.models import Bar, HolidayInfo, IndexQuote
 from pipeline.kis.stock import StockApi
+from pipeline.market import INDEX_CODES, InstrumentKind, classify
 
-Asset = Literal["stock", "futures", "index"]
-#: KOSPI200 futures/options short codes: 101W09, 101V06, 201S03370 (spec §6; A016xx style [U]).
-_DERIVATIVE = re.compile(r"^[1-4]\d\d[A-Z]\d{2}(\d{3})?$|^A0\d{4}$")
 BAR_COLUMNS = ["ts", "symbol", "open", "high", "low", "close", "volume", "value"]
 
 
-def asset_of(symbol: str) -> Asset:
-    """Guess the asset class from a code: index names/codes, futures short codes, else a stock."""
-    if symbol.upper() in INDEX_CODES or symbol in INDEX_CODES.values():
-        return "index"
-    return "futures" if _DERIVATIVE.match(symbol) else "stock"
+def asset_of(symbol: str) -> InstrumentKind:
+    """The kind of a KIS code (:func:`pipeline.market.classify`): a contract code such as ``101W09`` is
+    futures, an index name or code an index; a continuous series name is no KIS code, so not futures."""
+    return classify(symbol, futures=())
 
 
 def bars_frame(symbol: str, bars: list[Bar]) -> pd.DataFrame:
@@ -98,23 +93,25 @@ class KisClient(StockApi, FuturesApi):
 
     # --- DataFrame helpers -----------------------------------------------------------------------
     def fetch_daily_bars(
-        self, symbol: str, start: date, end: date, asset: Asset | None = None
+        self, symbol: str, start: date, end: date, asset: InstrumentKind | str | None = None
     ) -> pd.DataFrame:
-        """Daily OHLCV of a stock, futures contract or index in [start, end] as a DataFrame."""
-        kind = asset or asset_of(symbol)
-        if kind == "futures":
+        """Daily OHLCV of a stock or ETF, futures contract or index in [start, end] as a DataFrame."""
+        kind = InstrumentKind(asset) if asset else asset_of(symbol)
+        if kind is InstrumentKind.FUTURES:
             bars = self.futures_daily_bars(symbol, start, end)
-        elif kind == "index":
+        elif kind is InstrumentKind.INDEX:
             bars = self.index_daily_bars(symbol, start, end)
         else:
             bars = self.stock_daily_bars(symbol, start, end)
         return bars_frame(symbol, bars)
 
-    def fetch_minute_bars(self, symbol: str, day: date, asset: Asset | None = None) -> pd.DataFrame:
-        """One day's 1-minute OHLCV of a stock or futures contract. On VTS only today's stock bars exist
-        (the past-day TR is real-only), so the today TR is used there."""
-        kind = asset or asset_of(symbol)
-        if kind == "futures":
+    def fetch_minute_bars(
+        self, symbol: str, day: date, asset: InstrumentKind | str | None = None
+    ) -> pd.DataFrame:
+        """One day's 1-minute OHLCV of a stock, ETF or futures contract. On VTS only today's stock bars
+        exist (the past-day TR is real-only), so the today TR is used there."""
+        kind = InstrumentKind(asset) if asset else asset_of(symbol)
+        if kind is InstrumentKind.FUTURES:
             bars = self.futures_minute_bars(symbol, day)
         elif self.config.paper:
             bars = [b for b in self.stock_minute_bars_today(symbol) if b.ts.date() == day]

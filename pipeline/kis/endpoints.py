@@ -9,9 +9,9 @@ STOCK = "/uapi/domestic-stock/v1"
 FUTURES = "/uapi/domestic-futureoption/v1"
 TOKEN_PATH = "/oauth2/tokenP"
 REVOKE_PATH = "/oauth2/revokeP"
-
-#: Index codes for FID_INPUT_ISCD with FID_COND_MRKT_DIV_CODE=U [U: from KIS samples, not in the spec].
-INDEX_CODES: dict[str, str] = {"KOSPI": "0001", "KOSDAQ": "1001", "KOSPI200": "2001"}
+#: Order tamper protection (spec §2): POST the exact order JSON, send the answer's ``HASH`` as the order's
+#: ``hashkey`` header. Optional at KIS today; the call counts against the rate limit.
+HASHKEY_PATH = "/uapi/hashkey"
 
 
 @dataclass(frozen=True)
@@ -64,3 +64,6 @@ DAILY_ROWS = 100
 MINUTE_TODAY_ROWS = 30
 MINUTE_PAST_ROWS = 120
 FUTURES_MINUTE_ROWS = 102
+#: How far back KIS serves minute bars: "up to about 1 year" (spec §5, inquire-time-dailychartprice). The
+#: spec gives no figure for futures minute bars [U]: the same year is assumed.
+MINUTE_RETENTION_DAYS = 365

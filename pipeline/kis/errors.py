@@ -39,6 +39,10 @@ class KisPaginationChangedError(KisTemporaryError):
     """SYDB0050: the data changed between pages; restart pagination from page one (spec §9)."""
 
 
+class KisOrderNotSentError(KisTemporaryError):
+    """The order certainly never left: a step before it (its hashkey) failed. Safe to send again later."""
+
+
 class KisAuthError(KisError):
     """Authentication failed: bad or expired credentials or token."""
 

@@ -26,12 +26,9 @@ from pipeline.kis.models import (
     Side,
 )
 from pipeline.kis.session import KisSession
+from pipeline.market import InstrumentKind, session_hours
 
-FUTURES_OPEN = time(8, 45)
-FUTURES_CLOSE = time(15, 45)
-#: KOSPI200 futures: KRW 250,000 per index point, tick 0.05 (KRX contract spec, spec §6).
-MULTIPLIER = 250_000
-TICK = 0.05
+FUTURES_HOURS = session_hours(InstrumentKind.FUTURES)
 
 
 def _index_price(price: float | None) -> str:
@@ -65,7 +62,7 @@ class FuturesApi(KisSession):
         return walk_daily(fetch, start, end, DAILY_ROWS, self.config.max_pages)
 
     def futures_minute_bars(
-        self, code: str, day: date, until: time = FUTURES_CLOSE, interval_s: int = 60
+        self, code: str, day: date, until: time = FUTURES_HOURS.close, interval_s: int = 60
     ) -> list[Bar]:
         """One day's minute (or 30 s) bars, 102 rows per call, moving the date/time cursor (FHKIF03020200)."""
 
@@ -84,7 +81,7 @@ class FuturesApi(KisSession):
             )
             return [b for b in (to_bar(r, FUTURES_MINUTE) for r in resp.rows("output2")) if b]
 
-        return walk_minutes(fetch, day, FUTURES_OPEN, until, self.config.max_pages)
+        return walk_minutes(fetch, day, FUTURES_HOURS.open, until, self.config.max_pages)
 
     def futures_order(self, code: str, side: Side, qty: int, price: float | None = None) -> OrderAck:
         """Day-session order: market (NMPR_TYPE_CD 02) when ``price`` is None, else limit. Never retried

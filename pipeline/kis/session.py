@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -11,10 +12,11 @@ import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from pipeline.kis.config import KisConfig
-from pipeline.kis.endpoints import ENDPOINTS, Endpoint
+from pipeline.kis.endpoints import ENDPOINTS, HASHKEY_PATH, Endpoint
 from pipeline.kis.errors import (
     KisConfigurationError,
     KisError,
+    KisOrderNotSentError,
     KisPaginationChangedError,
     KisRateLimitedError,
     KisTemporaryError,
@@ -120,7 +122,9 @@ class KisSession:
         return ep, ep.tr_id_for(self.config.paper)
 
     # --- one exchange ------------------------------------------------------------------------
-    def _send(self, ep: Endpoint, tr_id: str, payload: dict[str, Any], tr_cont: str) -> KisResponse:
+    def _send(
+        self, ep: Endpoint, tr_id: str, payload: dict[str, Any] | bytes, tr_cont: str, hashkey: str = ""
+    ) -> KisResponse:
         token = self.tokens.get()
         headers = {
             "authorization": f"Bearer {token}",
@@ -129,23 +133,16 @@ class KisSession:
             "tr_id": tr_id,
             "tr_cont": tr_cont,
         }
+        if hashkey:
+            headers["hashkey"] = hashkey
         acquire(self._limiter, self.config.key_fingerprint)
         if ep.method == "GET":
             resp = self._http.get(ep.path, params=payload, headers=headers)
         else:
-            resp = self._http.post(ep.path, json=payload, headers=headers)
+            content = payload if isinstance(payload, bytes) else _json_bytes(payload)
+            resp = self._http.post(ep.path, content=content, headers=headers)
         where = f"{ep.path} {tr_id}"
-        try:
-            body = resp.json()
-        except ValueError:
-            raise KisTemporaryError(
-                f"KIS {where}: malformed body (HTTP {resp.status_code}, {len(resp.content)} bytes)",
-                status=resp.status_code,
-            ) from None
-        if not isinstance(body, dict) or ("rt_cd" not in body and "error_code" not in body):
-            raise KisTemporaryError(
-                f"KIS {where}: body is not a KIS envelope (HTTP {resp.status_code})", status=resp.status_code
-            )
+        body = _envelope(resp, where)
         # Always judge by the envelope, whatever the HTTP status (spec §3).
         if str(body.get("rt_cd", "")).strip() != "0":
             err = error_from_envelope(body, resp.status_code, where)
@@ -154,15 +151,39 @@ class KisSession:
             raise err
         return KisResponse(body, resp.headers.get("tr_cont", "").strip(), resp.headers.get("gt_uid", ""))
 
+    def _hashkey(self, content: bytes) -> str:
+        """HASH of the exact order bytes (POST /uapi/hashkey, spec §2): key and secret, no token; it is
+        paced like any call. Failing here means the order was never sent."""
+        headers = {
+            "appkey": self.config.app_key.get_secret_value(),
+            "appsecret": self.config.app_secret.get_secret_value(),
+        }
+        acquire(self._limiter, self.config.key_fingerprint)
+        try:
+            resp = self._http.post(HASHKEY_PATH, content=content, headers=headers)
+        except httpx.TransportError as exc:
+            raise KisOrderNotSentError(f"KIS {HASHKEY_PATH}: {type(exc).__name__}; order not sent") from None
+        try:
+            body = _envelope(resp, HASHKEY_PATH, require_rt_cd=False)
+        except KisTemporaryError as exc:
+            raise KisOrderNotSentError(f"{exc}; order not sent", status=exc.status) from None
+        hashed = str(body.get("HASH", "")).strip()
+        if hashed:
+            return hashed
+        err = error_from_envelope(body, resp.status_code, HASHKEY_PATH)
+        if isinstance(err, KisRateLimitedError) or not isinstance(err, KisTemporaryError):
+            raise err  # EGW00201 is sent once more by post_order; auth errors are the caller's to fix
+        raise KisOrderNotSentError(f"{err}; order not sent", msg_cd=err.msg_cd, status=err.status)
+
     def _send_refreshing(
-        self, ep: Endpoint, tr_id: str, payload: dict[str, Any], tr_cont: str
+        self, ep: Endpoint, tr_id: str, payload: dict[str, Any] | bytes, tr_cont: str, hashkey: str = ""
     ) -> KisResponse:
         try:
-            return self._send(ep, tr_id, payload, tr_cont)
+            return self._send(ep, tr_id, payload, tr_cont, hashkey)
         except KisTokenExpiredError:
             # EGW00123/EGW00121: re-issue once and retry once (spec §9); a second failure propagates.
             log.info("KIS token rejected on %s; re-issuing once", ep.path)
-            return self._send(ep, tr_id, payload, tr_cont)
+            return self._send(ep, tr_id, payload, tr_cont, hashkey)
 
     # --- reads: retried with exponential backoff and jitter ------------------------------------
     def get(self, name: str, params: dict[str, Any], tr_cont: str = "") -> KisResponse:
@@ -226,12 +247,14 @@ class KisSession:
 
     # --- orders: never retried blindly -----------------------------------------------------------
     def post_order(self, name: str, body: dict[str, str]) -> KisResponse:
-        """POST an order. Only certain non-delivery (no connection, EGW00201, expired token) is sent
-        once more; a lost answer raises KisUncertainOrderError, to be resolved by querying fills."""
+        """POST an order with the ``hashkey`` of its exact bytes. Only certain non-delivery (no connection,
+        EGW00201, expired token) is sent once more; a lost answer raises KisUncertainOrderError, to be
+        resolved by querying fills."""
         ep, tr_id = self.endpoint(name)
+        content = _json_bytes(body)
         for attempt in (1, 2):
             try:
-                return self._send_refreshing(ep, tr_id, body, "")
+                return self._send_refreshing(ep, tr_id, content, "", self._hashkey(content))
             except (httpx.ConnectError, httpx.ConnectTimeout, KisRateLimitedError) as exc:
                 if attempt == 2 and isinstance(exc, KisError):
                     raise
@@ -245,9 +268,31 @@ class KisSession:
                     f"KIS {ep.path} {tr_id}: order outcome unknown ({type(exc).__name__}); query fills"
                 ) from None
             except KisTemporaryError as exc:
-                if exc.msg_cd:
-                    raise  # an envelope with a code said "failed": nothing was placed
+                if exc.msg_cd or isinstance(exc, KisOrderNotSentError):
+                    raise  # an envelope with a code said "failed", or nothing was sent: nothing was placed
                 raise KisUncertainOrderError(
                     f"KIS {ep.path} {tr_id}: order outcome unknown ({exc}); query fills"
                 ) from None
         raise AssertionError("unreachable")
+
+
+def _json_bytes(body: dict[str, Any]) -> bytes:
+    """The one serialisation of a POST body: the hashkey covers exactly these bytes."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _envelope(resp: httpx.Response, where: str, *, require_rt_cd: bool = True) -> dict[str, Any]:
+    """The JSON object of a KIS answer; anything else is a temporary failure (retry reads)."""
+    try:
+        body = resp.json()
+    except ValueError:
+        raise KisTemporaryError(
+            f"KIS {where}: malformed body (HTTP {resp.status_code}, {len(resp.content)} bytes)",
+            status=resp.status_code,
+        ) from None
+    shaped = isinstance(body, dict) and (not require_rt_cd or "rt_cd" in body or "error_code" in body)
+    if not shaped:
+        raise KisTemporaryError(
+            f"KIS {where}: body is not a KIS envelope (HTTP {resp.status_code})", status=resp.status_code
+        )
+    return body  # type: ignore[no-any-return]

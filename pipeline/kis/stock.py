@@ -26,9 +26,9 @@ from pipeline.kis.models import (
     StockQuote,
 )
 from pipeline.kis.session import KisSession
+from pipeline.market import InstrumentKind, session_hours
 
-STOCK_OPEN = time(9, 0)
-STOCK_CLOSE = time(15, 30)
+STOCK_HOURS = session_hours(InstrumentKind.STOCK)
 
 
 def _price(price: float | None) -> str:
@@ -62,7 +62,7 @@ class StockApi(KisSession):
 
         return walk_daily(fetch, start, end, DAILY_ROWS, self.config.max_pages)
 
-    def stock_minute_bars_today(self, symbol: str, until: time = STOCK_CLOSE) -> list[Bar]:
+    def stock_minute_bars_today(self, symbol: str, until: time = STOCK_HOURS.close) -> list[Bar]:
         """Today's minute bars up to ``until``, 30 rows per call (FHKST03010200)."""
 
         def fetch(cursor: datetime) -> list[Bar]:
@@ -78,9 +78,9 @@ class StockApi(KisSession):
             )
             return [b for b in (to_bar(r, STOCK_MINUTE) for r in resp.rows("output2")) if b]
 
-        return walk_minutes(fetch, None, STOCK_OPEN, until, self.config.max_pages)
+        return walk_minutes(fetch, None, STOCK_HOURS.open, until, self.config.max_pages)
 
-    def stock_minute_bars(self, symbol: str, day: date, until: time = STOCK_CLOSE) -> list[Bar]:
+    def stock_minute_bars(self, symbol: str, day: date, until: time = STOCK_HOURS.close) -> list[Bar]:
         """Minute bars of ``day`` (up to a year back), 120 rows per call (FHKST03010230, real-only)."""
 
         def fetch(cursor: datetime) -> list[Bar]:
@@ -97,7 +97,7 @@ class StockApi(KisSession):
             )
             return [b for b in (to_bar(r, STOCK_MINUTE) for r in resp.rows("output2")) if b]
 
-        return walk_minutes(fetch, day, STOCK_OPEN, until, self.config.max_pages)
+        return walk_minutes(fetch, day, STOCK_HOURS.open, until, self.config.max_pages)
 
     def stock_order(
         self, symbol: str, side: Side, qty: int, price: float | None = None, order_type: str | None = None

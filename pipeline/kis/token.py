@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 from filelock import FileLock
@@ -25,9 +24,9 @@ from pipeline.kis.errors import (
     KisTokenThrottledError,
     error_from_envelope,
 )
+from pipeline.market import KST
 
 log = logging.getLogger(__name__)
-KST = ZoneInfo("Asia/Seoul")
 #: Issuance attempts after EGW00133 before giving up (each waits the full minimum interval).
 MAX_THROTTLED_ATTEMPTS = 3
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pipeline.kis.config import SIM_APP_KEY, SIM_APP_SECRET
 from pipeline.kis.simulator.server import free_port
 
 
@@ -33,7 +34,7 @@ def test_sim_command_serves_kis_on_the_given_port(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        body = {"grant_type": "client_credentials", "appkey": "k", "appsecret": "s"}
+        body = {"grant_type": "client_credentials", "appkey": SIM_APP_KEY, "appsecret": SIM_APP_SECRET}
         for _ in range(200):
             try:
                 token = httpx.post(f"http://127.0.0.1:{port}/oauth2/tokenP", json=body).json()

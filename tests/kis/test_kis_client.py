@@ -10,6 +10,7 @@ import pytest
 
 from pipeline.kis import KisClient, KisConfigurationError, KisRejectedError
 from pipeline.kis.simulator import marketgen as mg
+from pipeline.market import FUTURES_FEE_RATE, FUTURES_MARGIN_RATE, KST, STOCK_FEE_RATE
 
 TODAY = date(2025, 6, 10)
 
@@ -72,11 +73,11 @@ def test_market_buy_fills_at_next_bar_open_plus_slippage(client: KisClient, admi
     admin.clock(datetime(2025, 6, 10, 10, 2))
     order = client.stock_orders(TODAY, TODAY)[0]
     next_open = mg.minute_frame("005930", "stock", 7, TODAY).set_index("ts")["open"]
-    expected = next_open.loc[datetime(2025, 6, 10, 10, 1, tzinfo=mg.KST)] + 50  # one tick of 50 won
+    expected = next_open.loc[datetime(2025, 6, 10, 10, 1, tzinfo=KST)] + 50  # one tick of 50 won
     assert (order.order_no, order.filled_qty, order.avg_fill_price) == (ack.order_no, 10, expected)
     balance = client.stock_balance()
     assert [(h.symbol, h.qty) for h in balance.holdings] == [("005930", 10)]
-    assert balance.summary.cash == pytest.approx(100_000_000 - 10 * expected * 1.00015, abs=1)
+    assert balance.summary.cash == pytest.approx(100_000_000 - 10 * expected * (1 + STOCK_FEE_RATE), abs=1)
 
 
 def test_limit_order_rests_until_cancelled(client: KisClient, admin: Any) -> None:
@@ -135,14 +136,14 @@ def test_futures_short_then_cover_books_pnl_with_the_250k_multiplier(client: Kis
     assert (position.signed_qty, position.symbol) == (-2, "101W06")
     assert position.value == pytest.approx(2 * position.price * 250_000)
     margin = client.futures_balance().summary.margin_total
-    assert margin == pytest.approx(2 * position.price * 250_000 * 0.09, rel=1e-6)
+    assert margin == pytest.approx(2 * position.price * 250_000 * FUTURES_MARGIN_RATE, rel=1e-6)
     client.futures_order("101W06", "buy", 2)
     admin.clock(datetime(2025, 6, 10, 10, 10))
     orders = client.futures_orders(TODAY, TODAY)
     sold, bought = orders[0].avg_fill_price, orders[1].avg_fill_price
     balance = client.futures_balance()
     assert balance.positions == []
-    fees = (sold + bought) * 2 * 250_000 * 0.00003
+    fees = (sold + bought) * 2 * 250_000 * FUTURES_FEE_RATE
     assert balance.summary.cash == pytest.approx(100_000_000 + (sold - bought) * 2 * 250_000 - fees, abs=2)
 
 
@@ -160,9 +161,9 @@ def test_large_orders_fill_partially_over_several_bars(client: KisClient, admin:
 def test_buyable_amount_and_futures_orderable_reflect_cash(client: KisClient) -> None:
     buyable = client.stock_buyable("005930")
     price = client.stock_price("005930").price
-    assert buyable.max_qty == int(100_000_000 // (price * 1.00015))
+    assert buyable.max_qty == int(100_000_000 // (price * (1 + STOCK_FEE_RATE)))
     orderable = client.futures_orderable("101W06", "buy")
-    assert orderable.new_qty == int(100_000_000 // (orderable.base_price * 250_000 * 0.09))
+    assert orderable.new_qty == int(100_000_000 // (orderable.base_price * 250_000 * FUTURES_MARGIN_RATE))
 
 
 def test_balance_with_inqr_dvsn_02_is_a_configuration_error(client: KisClient) -> None:

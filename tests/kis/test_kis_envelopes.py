@@ -13,8 +13,15 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from pipeline.kis import KisClient, KisConfig, KisConfigurationError, KisRejectedError
-from pipeline.kis.token import KST
+from pipeline.kis import (
+    KisClient,
+    KisConfig,
+    KisConfigurationError,
+    KisRejectedError,
+    KisTemporaryError,
+    KisUncertainOrderError,
+)
+from pipeline.market import KST
 
 Responder = Callable[[httpx.Request], httpx.Response]
 TOKEN_OK = {
@@ -157,3 +164,36 @@ def test_real_env_needs_explicit_opt_in(tmp_path: Path) -> None:
     )
     with pytest.raises(KisConfigurationError, match="KRX_KIS_ALLOW_REAL"):
         KisClient.from_settings(settings)
+
+
+def test_orders_carry_the_hashkey_of_their_exact_body(tmp_path: Path) -> None:
+    hashed: list[bytes] = []
+    orders: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/uapi/hashkey":
+            assert request.headers["appkey"] == "k" * 36 and "authorization" not in request.headers
+            hashed.append(request.content)
+            return httpx.Response(200, json={"JsonBody": json.loads(request.content), "HASH": "h" * 64})
+        orders.append(request)
+        return _envelope(rt_cd="0", output={"KRX_FWDG_ORD_ORGNO": "00950", "ODNO": "1", "ORD_TMD": "100000"})
+
+    client = _client(tmp_path, handler)
+    client.stock_order("005930", "buy", 3)
+    client.futures_cancel("00950", "1")
+    assert [o.headers["hashkey"] for o in orders] == ["h" * 64, "h" * 64]
+    assert hashed == [o.content for o in orders]  # the hash covers the very bytes sent
+
+
+def test_a_hashkey_that_cannot_be_fetched_means_the_order_was_not_sent(tmp_path: Path) -> None:
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/uapi/hashkey":
+            raise httpx.ReadTimeout("no answer", request=request)
+        sent.append(request.url.path)
+        return _envelope(rt_cd="0", output={"ODNO": "1"})
+
+    with pytest.raises(KisTemporaryError, match="not sent") as info:
+        _client(tmp_path, handler).stock_order("005930", "buy", 1)
+    assert not isinstance(info.value, KisUncertainOrderError) and sent == []

@@ -1,5 +1,6 @@
 """Secrets never leak: a full session's logs (client, httpx, simulator, uvicorn), reprs and error messages
-contain no app key, app secret, access token or account number."""
+contain no app key, app secret, access token or account number: through hashkeys, refused keys and secrets,
+the wrong environment, malformed answers and base-URL checks too."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
-from pipeline.kis import KisClient, KisError
+from pipeline.config import Settings
+from pipeline.kis import KisClient, KisConfig, KisError
+from tests.kis.conftest import ACCOUNT, APP_KEY, APP_SECRET, PAPER_KEY, PAPER_SECRET
 
-# Same values the conftest factory uses.
-APP_KEY = "PSkeyTEST0123456789abcdefghijklmnopq"
-APP_SECRET = "SECRETtest" + "x" * 170
-ACCOUNT = "73310045"
+WRONG_SECRET = "SECRETwrong" + "z" * 169
+UNKNOWN_KEY = "PSkeyUNKNOWN456789abcdefghijklmnopq"
+URL_PASSWORD = "urlpassword-73310045"
 
 
 class _Capture(logging.Handler):
@@ -73,6 +76,34 @@ def _session(client: KisClient, admin: Any, errors: list[str]) -> None:
     with pytest.raises(KisError) as info:
         client.stock_order("005930", "buy", 10**9)
     errors.append(str(info.value))
+    with pytest.raises(KisError) as unknown_symbol:
+        client.stock_buyable("999999")
+    errors.append(f"{unknown_symbol.value!s} {unknown_symbol.value!r}")
+
+
+def _refusals(make_client: Callable[..., KisClient], tmp_path: Path, errors: list[str]) -> None:
+    """The gateway's new refusals and the base-URL rule, each reported without a secret."""
+    for overrides in (
+        {"app_secret": SecretStr(WRONG_SECRET)},  # a known key with another secret
+        {"app_key": SecretStr(UNKNOWN_KEY)},  # a key the simulator was never given
+        {"env": "vts", "app_key": SecretStr(APP_KEY), "app_secret": SecretStr(APP_SECRET)},  # wrong book
+        {"app_key": SecretStr(PAPER_KEY), "app_secret": SecretStr(PAPER_SECRET)},  # paper key, real TRs
+    ):
+        cache = tmp_path / f"refused-{len(errors)}.json"
+        with pytest.raises(KisError) as refused:
+            make_client(token_cache=cache, read_retries=0, **overrides).stock_balance()
+        errors.append(f"{refused.value!s} {refused.value!r}")
+    settings = Settings(
+        kis_env="real",
+        kis_allow_real=True,
+        kis_base_url=f"https://{APP_KEY}:{URL_PASSWORD}@proxy.example",
+        kis_app_key=APP_KEY,
+        kis_app_secret=APP_SECRET,
+        kis_account_no=ACCOUNT,
+    )
+    with pytest.raises(KisError) as custom_host:
+        KisConfig.from_settings(settings)
+    errors.append(f"{custom_host.value!s} {custom_host.value!r}")
 
 
 def test_a_full_session_never_logs_or_shows_a_secret(
@@ -81,17 +112,24 @@ def test_a_full_session_never_logs_or_shows_a_secret(
     client = make_client(read_retries=1)
     errors: list[str] = []
     _session(client, admin, errors)
+    _refusals(make_client, tmp_path, errors)
     token = next(iter(json.loads((tmp_path / "kis_token.json").read_text()).values()))["access_token"]
     client.revoke_token()
     shown = "\n".join(
         captured.lines + errors + [repr(client), repr(client.config), str(client.config), repr(client.tokens)]
     )
-    assert len(captured.lines) > 50 and len(errors) >= 3  # the session really logged and failed
+    assert len(captured.lines) > 50 and len(errors) >= 9  # the session really logged and failed
+    assert any("/uapi/hashkey" in line for line in captured.lines)  # orders went through hashkeys
     for name, secret in (
         ("app key", APP_KEY),
         ("secret", APP_SECRET),
         ("account", ACCOUNT),
         ("token", token),
+        ("paper key", PAPER_KEY),
+        ("paper secret", PAPER_SECRET),
+        ("wrong secret", WRONG_SECRET),
+        ("unknown key", UNKNOWN_KEY),
+        ("URL password", URL_PASSWORD),
     ):
         leaks = [line for line in shown.splitlines() if secret in line]
         assert not leaks, f"{name} leaked: {leaks[:3]}"

@@ -17,8 +17,10 @@ from pipeline.kis import KisClient
 from pipeline.kis.simulator import marketgen as mg
 from pipeline.kis.simulator.server import SimServer
 from pipeline.kis.simulator.simconfig import SimConfig
+from pipeline.market import tick_size
+from tests.kis.conftest import APP_KEY, APP_SECRET, PAPER_KEY, PAPER_SECRET, RawKis
 
-KEY = {"appkey": "raw-key", "appsecret": "raw-secret"}
+KEY = {"appkey": APP_KEY, "appsecret": APP_SECRET}
 
 
 def _token(base: str) -> str:
@@ -47,7 +49,7 @@ def test_generated_market_respects_ticks_limits_and_switches_regimes() -> None:
     prev = daily["close"].shift(1).dropna()
     moves = (daily["close"].iloc[1:] / prev - 1).abs()
     assert moves.max() <= 0.30 + 1e-9
-    ticks = np.array([mg.tick_size(p, "stock") for p in daily["close"]])
+    ticks = np.array([tick_size(p, "stock") for p in daily["close"]])
     assert np.allclose(daily["close"] % ticks, 0)
     assert set(daily["regime"]) == {0, 1, 2}
     returns = np.log(daily["close"]).diff().dropna()
@@ -98,9 +100,7 @@ def test_row_limits_headers_and_v_prefixed_tr_ids(sim: SimServer) -> None:
         {"FID_INPUT_ISCD": "101W06", "FID_INPUT_DATE_1": "20250609", "FID_INPUT_HOUR_1": "154500"},
     )
     assert len(fut.json()["output2"]) == 102
-    paper = _get(
-        base,
-        token,
+    paper = RawKis(base, PAPER_KEY, PAPER_SECRET).get(
         "/uapi/domestic-stock/v1/trading/inquire-balance",
         "VTTC8434R",
         {"CANO": "12345678", "ACNT_PRDT_CD": "01", "INQR_DVSN": "01"},
@@ -136,8 +136,8 @@ def test_ledger_and_tokens_survive_a_restart(sim_config: SimConfig, tmp_path: Pa
 
         cfg = KisConfig(
             base_url=sim.base_url,
-            app_key=SecretStr("k" * 36),
-            app_secret=SecretStr("s" * 180),
+            app_key=SecretStr(APP_KEY),
+            app_secret=SecretStr(APP_SECRET),
             account_no=SecretStr("11112222"),
             token_cache=tmp_path / "tok.json",
             token_min_interval_s=0,

@@ -1,5 +1,5 @@
-"""The simulator's FastAPI app: KIS-shaped routing (auth, rate limit, tr_id incl. V-prefix), fault
-injection middleware, and /sim/admin endpoints for the clock, faults and auth limits."""
+"""The simulator's FastAPI app: KIS-shaped routing (auth, rate limit, tr_id incl. V-prefix, the key's
+environment and book, hashkey), fault injection middleware, and /sim/admin endpoints."""
 
 from __future__ import annotations
 
@@ -17,16 +17,18 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipeline.kis.simulator.auth import AuthError, Gateway, envelope_error
+from pipeline.kis.endpoints import HASHKEY_PATH
+from pipeline.kis.simulator.auth import AuthError, Caller, Gateway, envelope_error
 from pipeline.kis.simulator.clock import SimClock
 from pipeline.kis.simulator.faults import FaultKnobs, Faults
 from pipeline.kis.simulator.ledger import Ledger
 from pipeline.kis.simulator.market import MarketData
 from pipeline.kis.simulator.matching import Exchange
+from pipeline.kis.simulator.routes_orders import ORDER_TRS
 from pipeline.kis.simulator.routes_quotes import QUOTE_ROUTES
-from pipeline.kis.simulator.routes_trading import ORDER_TRS, TRADING_ROUTES
+from pipeline.kis.simulator.routes_trading import TRADING_ROUTES
 from pipeline.kis.simulator.simconfig import SimConfig
-from pipeline.kis.simulator.wire import Ctx, Fail, Handler
+from pipeline.kis.simulator.wire import Ctx, Fail, Handler, invalid
 
 log = logging.getLogger(__name__)
 _QUERY = re.compile(r"\?\S*")
@@ -48,7 +50,7 @@ PATHS = {(m, p) for m, p, _ in ROUTES}
 
 @dataclass
 class SimState:
-    """Everything one simulator instance owns."""
+    """Everything one simulator instance owns. Real and paper keys trade in separate books."""
 
     cfg: SimConfig
     clock: SimClock
@@ -57,11 +59,18 @@ class SimState:
     exchange: Exchange
     gateway: Gateway
     faults: Faults
+    paper_ledger: Ledger
+    paper_exchange: Exchange
+
+    def close(self) -> None:
+        """Close both books."""
+        self.ledger.close()
+        self.paper_ledger.close()
 
 
 def build_state(cfg: SimConfig) -> SimState:
-    """Open the ledger and wire the components."""
-    ledger = Ledger(cfg.db_path)
+    """Open the real and paper ledgers and wire the components (tokens live in the real ledger)."""
+    ledger, paper = Ledger(cfg.db_path), Ledger(cfg.paper_db_path)
     market = MarketData(cfg)
     return SimState(
         cfg,
@@ -71,6 +80,8 @@ def build_state(cfg: SimConfig) -> SimState:
         Exchange(cfg, market, ledger),
         Gateway(cfg, ledger),
         Faults(cfg.seed),
+        paper,
+        Exchange(cfg, market, paper),
     )
 
 
@@ -85,7 +96,8 @@ class FaultMiddleware:
         self.app, self.faults = app, faults
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/uapi/"):
+        # Hashkey calls pass untouched, so a ``*_next`` knob hits the order that follows its hashkey.
+        if scope["type"] != "http" or not scope["path"].startswith("/uapi/") or scope["path"] == HASHKEY_PATH:
             await self.app(scope, receive, send)
             return
         action, knobs = self.faults.decide(), self.faults.knobs
@@ -156,6 +168,30 @@ def _json(status: int, body: dict[str, Any], tr_id: str = "", tr_cont: str = "")
     )
 
 
+async def _params(request: Request) -> tuple[dict[str, Any], bytes]:
+    """GET query params, or a POST body that must be one JSON object (KIS: string values, upper keys)."""
+    if request.method == "GET":
+        return dict(request.query_params), b""
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise invalid("JSON", status=400) from None
+    if not isinstance(body, dict):
+        raise invalid("BODY", status=400)
+    return body, raw
+
+
+def _check_environment(caller: Caller, real_tr: str, paper_form: bool) -> None:
+    """Account TRs (T/J/C ids, V on paper) belong to one environment: a paper key on a real TR is KIS's
+    EGW02004 (spec §1); the reverse has no documented code [U: the same one]. Quote TRs serve both."""
+    if real_tr[:1] not in ("T", "J", "C") or paper_form == (caller.env == "vts"):
+        return
+    if caller.env == "vts":
+        raise Fail("EGW02004", "실전투자 도메인은 모의투자 앱키로 호출하실 수 없습니다", status=500)
+    raise Fail("EGW02004", "모의투자 도메인은 실전투자 앱키로 호출하실 수 없습니다", status=500)
+
+
 async def dispatch(request: Request) -> Response:
     """Every /uapi request: gateway checks, tr_id routing, the handler, the KIS envelope."""
     state: SimState = request.app.state.sim
@@ -163,25 +199,55 @@ async def dispatch(request: Request) -> Response:
     if (method, path) not in PATHS:
         return _json(404, envelope_error("MCA00124", "해당 서비스를 찾을수 없습니다"), tr_id)
     try:
-        state.gateway.check({k: request.headers.get(k, "") for k in ("appkey", "appsecret", "authorization")})
+        caller = state.gateway.check(
+            {k: request.headers.get(k, "") for k in ("appkey", "appsecret", "authorization")}
+        )
     except AuthError as exc:
         return _json(exc.status, exc.body, tr_id)
     resolved = _resolve(method, path, tr_id)
     if resolved is None:
         return _json(500, envelope_error("MCA00124", f"해당 서비스를 찾을수 없습니다 (tr_id {tr_id})"), tr_id)
-    handler, real_tr, paper = resolved
+    handler, real_tr, paper_form = resolved
     try:
-        params = dict(request.query_params) if method == "GET" else dict(await request.json())
-    except ValueError:
-        return _json(400, envelope_error("OPSQ2001", "INPUT INVALID JSON", "2"), tr_id)
-    ctx = Ctx(state, real_tr, paper, params, request.headers.get("tr_cont", "").strip(), state.clock.now())
-    try:
+        _check_environment(caller, real_tr, paper_form)
+        params, raw = await _params(request)
+        state.gateway.check_hash(caller, request.headers.get("hashkey", "").strip(), raw)
+        ctx = Ctx(
+            state,
+            real_tr,
+            caller.env == "vts",
+            params,
+            request.headers.get("tr_cont", "").strip(),
+            state.clock.now(),
+        )
         result = handler(ctx)
     except Fail as exc:
         return _json(exc.status, exc.body, tr_id)
+    except AuthError as exc:
+        return _json(exc.status, exc.body, tr_id)
+    except Exception:  # a simulator bug still answers like KIS (a JSON envelope), and is logged
+        log.exception("simulator failed on %s %s", path, real_tr)
+        return _json(500, envelope_error("EGW00002", "서버 에러가 발생했습니다."), tr_id)
     if real_tr in ORDER_TRS and state.faults.lose_order_response():
         request.scope["kis_drop"] = True  # the order is booked; its answer will be lost on the wire
     return _json(200, result.body(), tr_id, result.tr_cont)
+
+
+async def hashkey(request: Request) -> Response:
+    """POST /uapi/hashkey (spec §2): the HASH of the exact body, for the order's ``hashkey`` header."""
+    state: SimState = request.app.state.sim
+    try:
+        return _json(200, state.gateway.hashkey(dict(request.headers), await request.body()))
+    except AuthError as exc:
+        return _json(exc.status, exc.body)
+
+
+async def _json_body(request: Request) -> object:
+    """The parsed JSON body (None when it is not JSON): the gateway checks its shape."""
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        return None
 
 
 class ClockUpdate(BaseModel):
@@ -238,20 +304,19 @@ def create_app(cfg: SimConfig | None = None, state: SimState | None = None) -> F
     @app.post("/oauth2/tokenP")
     async def token(request: Request) -> Response:
         try:
-            return _json(200, state.gateway.issue(await request.json()))
+            return _json(200, state.gateway.issue(await _json_body(request)))
         except AuthError as exc:
             return _json(exc.status, exc.body)
-        except ValueError:
-            return _json(400, {"error_code": "EGW00002", "error_description": "잘못된 요청입니다."})
 
     @app.post("/oauth2/revokeP")
     async def revoke(request: Request) -> Response:
         try:
-            return _json(200, state.gateway.revoke(await request.json()))
+            return _json(200, state.gateway.revoke(await _json_body(request)))
         except AuthError as exc:
             return _json(exc.status, exc.body)
 
     _admin(app, state)
+    app.add_api_route(HASHKEY_PATH, hashkey, methods=["POST"], include_in_schema=False)
     app.add_api_route("/uapi/{rest:path}", dispatch, methods=["GET", "POST"], include_in_schema=False)
     app.add_middleware(FaultMiddleware, faults=state.faults)
     return app

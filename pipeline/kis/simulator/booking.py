@@ -1,13 +1,14 @@
-"""Booking fills: cash, positions and realized P&L for stocks (fees, sell tax) and futures (x250,000)."""
+"""Booking fills: cash, positions and realized P&L for stocks (fees, the dated sell tax) and futures
+(the contract multiplier), every rate read from :mod:`pipeline.market`."""
 
 from __future__ import annotations
 
 import sqlite3
+from datetime import date
 
 from pipeline.kis.simulator.ledger import Order
 from pipeline.kis.simulator.simconfig import SimConfig
-
-MULTIPLIER = 250_000  # KRW per KOSPI200 futures point (spec §6)
+from pipeline.market import FUTURES_MULTIPLIER, InstrumentKind, sell_tax_rate
 
 
 class Books:
@@ -45,30 +46,35 @@ class Books:
             (cash_delta, order.cano, order.prdt),
         )
 
-    def stock(self, db: sqlite3.Connection, order: Order, qty: int, price: float) -> float:
-        """Book a stock fill; returns the fee (commission, plus sell tax on sells)."""
+    def stock(
+        self, db: sqlite3.Connection, order: Order, qty: int, price: float, kind: InstrumentKind, day: date
+    ) -> float:
+        """Book a stock or ETF fill on ``day``; returns the fee (commission, plus on sells the transaction
+        tax in force that day: none for ETFs)."""
         pos, avg, realized = self.position(db, order)
         notional = qty * price
         if order.side == "buy":
             fee = notional * self.cfg.stock_fee_rate
             self.save(db, order, pos + qty, (avg * pos + notional) / (pos + qty), realized, -(notional + fee))
             return fee
-        fee = notional * (self.cfg.stock_fee_rate + self.cfg.stock_sell_tax)
+        fee = notional * (self.cfg.stock_fee_rate + sell_tax_rate(kind, day))
         realized += (price - avg) * qty - fee
         self.save(db, order, pos - qty, avg if pos - qty else 0.0, realized, notional - fee)
         return fee
 
-    def futures(self, db: sqlite3.Connection, order: Order, qty: int, price: float) -> float:
+    def futures(
+        self, db: sqlite3.Connection, order: Order, qty: int, price: float, kind: InstrumentKind, day: date
+    ) -> float:
         """Book a futures fill (netting long/short); returns the fee."""
         pos, avg, realized = self.position(db, order)
         signed = qty if order.side == "buy" else -qty
-        fee = qty * price * MULTIPLIER * self.cfg.futures_fee_rate
+        fee = qty * price * FUTURES_MULTIPLIER * self.cfg.futures_fee_rate
         pnl = 0.0
         if pos == 0 or (pos > 0) == (signed > 0):
             avg = (avg * abs(pos) + price * qty) / (abs(pos) + qty)
         else:
             closing = min(qty, abs(pos))
-            pnl = (price - avg) * closing * (1 if pos > 0 else -1) * MULTIPLIER
+            pnl = (price - avg) * closing * (1 if pos > 0 else -1) * FUTURES_MULTIPLIER
             if qty > abs(pos):
                 avg = price  # the remainder opens a position the other way
         new = pos + signed

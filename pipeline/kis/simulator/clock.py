@@ -5,9 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
-KST = ZoneInfo("Asia/Seoul")
+from pipeline.market import KST
 
 
 def to_kst(moment: datetime) -> datetime:

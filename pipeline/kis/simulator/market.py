@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-import re
 import threading
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -12,11 +11,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.kis.simulator import marketgen as mg
-from pipeline.kis.simulator.clock import KST
 from pipeline.kis.simulator.simconfig import SimConfig
-
-INDEX_SYMBOLS = ("0001", "1001", "2001")
-_FUTURES_CODE = re.compile(r"^101[A-Z]\d{2}$")
+from pipeline.market import INDEX_CODES, KST, InstrumentKind, classify, is_contract_code, tick_size
 
 
 @dataclass(frozen=True)
@@ -56,7 +52,8 @@ class Snapshot:
 
 
 class MarketData:
-    """Bars for configured stocks, any ``101xNN`` futures code, and the KOSPI/KOSDAQ/KOSPI200 indices."""
+    """Bars for configured stocks and ETFs, any KOSPI200 futures contract code, and the KOSPI/KOSDAQ/KOSPI200
+    index codes."""
 
     def __init__(self, cfg: SimConfig) -> None:
         self.cfg = cfg
@@ -65,16 +62,17 @@ class MarketData:
         self._guard = threading.Lock()
 
     # --- instruments ---------------------------------------------------------------------------
-    def kind_of(self, symbol: str) -> mg.Kind | None:
-        """The instrument kind of ``symbol``, or None for an unknown code."""
+    def kind_of(self, symbol: str) -> InstrumentKind | None:
+        """The kind of ``symbol`` (:func:`pipeline.market.classify`), or None for an unknown code."""
         if symbol in self.cfg.stock_symbols or self._csv(symbol) is not None:
-            return "stock"
-        if _FUTURES_CODE.match(symbol):
-            return "futures"
-        return "index" if symbol in INDEX_SYMBOLS else None
+            kind = classify(symbol, futures=(), indices=(), etfs=self.cfg.etf_symbols)
+            return kind if kind in (InstrumentKind.STOCK, InstrumentKind.ETF) else InstrumentKind.STOCK
+        if is_contract_code(symbol):
+            return InstrumentKind.FUTURES
+        return InstrumentKind.INDEX if symbol in INDEX_CODES.values() else None
 
-    def _series(self, symbol: str, kind: mg.Kind) -> str:
-        return mg.FUTURES_SERIES if kind == "futures" else symbol
+    def _series(self, symbol: str, kind: InstrumentKind) -> str:
+        return mg.FUTURES_SERIES if kind is InstrumentKind.FUTURES else symbol
 
     def _csv(self, symbol: str, suffix: str = "") -> pd.DataFrame | None:
         if self.cfg.csv_dir is None:
@@ -82,7 +80,7 @@ class MarketData:
         path = self.cfg.csv_dir / f"{symbol}{suffix}.csv"
         return pd.read_csv(path) if path.exists() else None
 
-    def _history(self, symbol: str, kind: mg.Kind) -> tuple[dict[date, int], np.ndarray]:
+    def _history(self, symbol: str, kind: InstrumentKind) -> tuple[dict[date, int], np.ndarray]:
         key = self._series(symbol, kind)
         with self._guard:
             cached = self._daily.get(key)
@@ -90,7 +88,7 @@ class MarketData:
                 frame = self._csv(symbol)
                 if frame is not None:
                     frame.index = pd.to_datetime(frame.get("date", frame.get("ts"))).dt.date
-                elif kind == "futures":
+                elif kind is InstrumentKind.FUTURES:
                     frame = mg.futures_history(self.cfg.seed)
                 else:
                     frame = mg.daily_history(key, kind, self.cfg.seed)
@@ -109,7 +107,7 @@ class MarketData:
         return self._days[max(bisect.bisect_left(self._days, day) - 1, 0)]
 
     # --- bars --------------------------------------------------------------------------------
-    def full_day(self, symbol: str, kind: mg.Kind, day: date) -> DayBar | None:
+    def full_day(self, symbol: str, kind: InstrumentKind, day: date) -> DayBar | None:
         """The complete daily bar of ``day`` (None on non-trading days or outside history)."""
         index, values = self._history(symbol, kind)
         i = index.get(day)
@@ -118,7 +116,7 @@ class MarketData:
         o, h, lo, c, v = values[i]
         return DayBar(day, o, h, lo, c, int(v))
 
-    def intraday(self, symbol: str, kind: mg.Kind, day: date) -> mg.Intraday | None:
+    def intraday(self, symbol: str, kind: InstrumentKind, day: date) -> mg.Intraday | None:
         """The day's minute bars (CSV when ``<symbol>_1m.csv`` has them, else bridged from the daily bar)."""
         bar = self.full_day(symbol, kind, day)
         if bar is None:
@@ -131,7 +129,7 @@ class MarketData:
             (bar.open, bar.high, bar.low, bar.close, bar.volume),
         )
 
-    def minutes_until(self, symbol: str, kind: mg.Kind, day: date, now: datetime) -> list[MinuteBar]:
+    def minutes_until(self, symbol: str, kind: InstrumentKind, day: date, now: datetime) -> list[MinuteBar]:
         """Minute bars of ``day`` visible at ``now``: complete ones plus the in-progress one, oldest first."""
         bars = self.intraday(symbol, kind, day)
         if bars is None:
@@ -167,12 +165,12 @@ class MarketData:
             )
         return out
 
-    def day_until(self, symbol: str, kind: mg.Kind, day: date, now: datetime) -> DayBar | None:
+    def day_until(self, symbol: str, kind: InstrumentKind, day: date, now: datetime) -> DayBar | None:
         """The daily bar of ``day`` as known at ``now`` (partial during the session)."""
         full = self.full_day(symbol, kind, day)
         if full is None:
             return None
-        _, close_time = mg.session_hours(kind, day)
+        _, close_time = mg.session_window(kind, day)
         if now >= datetime.combine(day, close_time, KST):
             return full
         bars = self.intraday(symbol, kind, day)
@@ -192,7 +190,9 @@ class MarketData:
             volume += int(bars.volume[i] * (elapsed - i * 60) / 60)
         return DayBar(day, float(bars.open[0]), high, low, float(live[-1]), volume)
 
-    def daily_bars(self, symbol: str, kind: mg.Kind, start: date, end: date, now: datetime) -> list[DayBar]:
+    def daily_bars(
+        self, symbol: str, kind: InstrumentKind, start: date, end: date, now: datetime
+    ) -> list[DayBar]:
         """Daily bars in [start, min(end, today)], oldest first; today's is partial during the session."""
         today = now.date()
         lo = bisect.bisect_left(self._days, start)
@@ -207,18 +207,21 @@ class MarketData:
     def minutes_back(
         self,
         symbol: str,
-        kind: mg.Kind,
+        kind: InstrumentKind,
         day: date,
         cursor: time,
         now: datetime,
         rows: int,
+        *,
+        oldest: date,
         cross_days: bool = False,
     ) -> list[MinuteBar]:
-        """Up to ``rows`` minute bars starting at or before ``day`` ``cursor``, newest first (KIS order)."""
+        """Up to ``rows`` minute bars starting at or before ``day`` ``cursor``, newest first (KIS order).
+        Days before ``oldest`` are past KIS's retention: never served, not even when crossing days."""
         limit = min(datetime.combine(day, cursor, KST), now)
         out: list[MinuteBar] = []
         current = day
-        while len(out) < rows:
+        while len(out) < rows and current >= oldest:
             bars = [b for b in self.minutes_until(symbol, kind, current, now) if b.start <= limit]
             out.extend(reversed(bars))
             if not cross_days or current <= self._days[0]:
@@ -227,10 +230,10 @@ class MarketData:
             limit = datetime.combine(current, time(23, 59), KST)
         return out[:rows]
 
-    def snapshot(self, symbol: str, kind: mg.Kind, now: datetime) -> Snapshot | None:
+    def snapshot(self, symbol: str, kind: InstrumentKind, now: datetime) -> Snapshot | None:
         """Current-price view at ``now``: before the open it shows the previous session."""
         today = now.date()
-        open_time, _ = mg.session_hours(kind, today)
+        open_time, _ = mg.session_window(kind, today)
         live = self.is_trading_day(today) and now >= datetime.combine(today, open_time, KST)
         day = today if live else self.previous_day(today)
         bar = self.day_until(symbol, kind, day, now)
@@ -245,4 +248,4 @@ class MarketData:
         prev_close = prev.close if prev else bar.open
         inst = mg.instrument_for(symbol, kind)
         lower, upper = mg.price_limits(prev_close, inst)
-        return Snapshot(day, bar, prev_close, lower, upper, mg.tick_size(bar.close, kind))
+        return Snapshot(day, bar, prev_close, lower, upper, tick_size(bar.close, kind))

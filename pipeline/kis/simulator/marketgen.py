@@ -1,4 +1,6 @@
-"""Seeded KRX-like market generator: regime-switching daily bars and consistent intraday minute bars."""
+"""Seeded KRX-like market generator: regime-switching daily bars and consistent intraday minute bars.
+
+Ticks, price limits, session hours and the calendar are read from :mod:`pipeline.market`."""
 
 from __future__ import annotations
 
@@ -7,15 +9,24 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
-from pipeline.universe import QUARTER_MONTHS, contract, front_contract, krx_sessions
+from pipeline.market import (
+    INDEX_CODES,
+    KST,
+    InstrumentKind,
+    front_contract,
+    is_expiry_day,
+    krx_sessions,
+    price_limit,
+    session_hours,
+    tick_size,
+)
+from pipeline.market.costs import FUTURES_FIRST_STAGE_LIMIT
 
-KST = ZoneInfo("Asia/Seoul")
-Kind = Literal["stock", "futures", "index"]
+Kind = InstrumentKind | str
 #: Generated history spans these years; every range inside gives the same bars for a seed.
 HISTORY_START = date(2015, 1, 1)
 HISTORY_END = date(2030, 12, 31)
@@ -35,9 +46,9 @@ _STOCK_START = {
     "005380": 220_000.0,
     "051910": 350_000.0,
 }
-_INDEX_START = {"0001": 2_500.0, "1001": 800.0, "2001": 330.0}
-#: KOSPI200 futures year letters [U]: spec §6 gives S 2022, T 2023, V 2024, W 2025 (U skipped); the rest
-#: extend that sequence skipping I, O and U.
+_INDEX_START = {INDEX_CODES["KOSPI"]: 2_500.0, INDEX_CODES["KOSDAQ"]: 800.0, INDEX_CODES["KOSPI200"]: 330.0}
+#: The index the futures track (generated once, the futures add a basis).
+KOSPI200 = INDEX_CODES["KOSPI200"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +56,7 @@ class Instrument:
     """Static facts about one tradable or quoted code."""
 
     symbol: str
-    kind: Kind
+    kind: InstrumentKind
     start_price: float
     annual_vol: float
     limit_pct: float
@@ -53,25 +64,16 @@ class Instrument:
 
 
 def instrument_for(symbol: str, kind: Kind) -> Instrument:
-    """Instrument facts: stocks ±30% daily limit; futures ±8% first-stage limit (spec §6); indices none."""
-    if kind == "futures":
-        return Instrument(symbol, kind, 330.0, 0.18, 0.08, 250_000.0)
-    if kind == "index":
-        return Instrument(symbol, kind, _INDEX_START.get(symbol, 1_000.0), 0.16, 0.30, 400_000_000.0)
+    """Generator parameters; the daily limit is the market's (futures halt at the first-stage limit)."""
+    kind = InstrumentKind(kind)
+    if kind is InstrumentKind.FUTURES:
+        # Contracts a day; served futures bars come from the KOSPI200 index plus a basis (futures_history).
+        return Instrument(symbol, kind, 330.0, 0.18, FUTURES_FIRST_STAGE_LIMIT, base_volume=300_000.0)
+    if kind is InstrumentKind.INDEX:
+        start = _INDEX_START.get(symbol, 1_000.0)
+        return Instrument(symbol, kind, start, 0.16, price_limit(kind), 400_000_000.0)
     start = _STOCK_START.get(symbol, 5_000.0 + (zlib.crc32(symbol.encode()) % 200) * 1_000.0)
-    return Instrument(symbol, kind, start, 0.30, 0.30, 8_000_000.0 / max(start / 50_000.0, 0.2))
-
-
-def tick_size(price: float, kind: Kind) -> float:
-    """KRX tick sizes: stocks by price band (2023 reform), futures 0.05 pt, indices 0.01."""
-    if kind == "futures":
-        return 0.05
-    if kind == "index":
-        return 0.01
-    for bound, tick in ((2_000, 1), (5_000, 5), (20_000, 10), (50_000, 50), (200_000, 100), (500_000, 500)):
-        if price < bound:
-            return float(tick)
-    return 1_000.0
+    return Instrument(symbol, kind, start, 0.30, price_limit(kind), 8_000_000.0 / max(start / 50_000.0, 0.2))
 
 
 def round_tick(price: float, kind: Kind, mode: Literal["nearest", "up", "down"] = "nearest") -> float:
@@ -101,16 +103,14 @@ def trading_days() -> tuple[date, ...]:
     return tuple(d.date() for d in krx_sessions(HISTORY_START, HISTORY_END))
 
 
-def session_hours(kind: Kind, day: date) -> tuple[time, time]:
-    """Regular session (KST): stocks/indices 09:00-15:30; futures 08:45-15:45, 15:20 on expiry (spec §8)."""
-    if kind == "futures":
-        expiry = day.month in QUARTER_MONTHS and day == contract(day.year, day.month).last_trading_day
-        return time(8, 45), (time(15, 20) if expiry else time(15, 45))
-    return time(9, 0), time(15, 30)
+def session_window(kind: Kind, day: date) -> tuple[time, time]:
+    """(open, close) of ``kind`` on ``day``: the market's session hours, with the futures expiry close."""
+    hours = session_hours(kind)
+    return hours.open, hours.close_on(is_expiry_day(day))
 
 
 def front_month(day: date) -> tuple[str, date]:
-    """(short code like ``101W09``, last trading day) of the KOSPI200 front-month future on ``day``."""
+    """(short code like ``101W09``, last trading day) of the front KOSPI200 futures contract on ``day``."""
     front = front_contract(day, roll_days=0)
     return front.code, front.last_trading_day
 
@@ -193,10 +193,10 @@ def _ohlcv(
 def futures_history(seed: int, basis: float = 0.003) -> pd.DataFrame:
     """KOSPI200 front-month futures: the generated KOSPI200 index (``2001``) plus a small basis, on the
     0.05-point grid, with contract-sized volumes."""
-    index = daily_history("2001", "index", seed)
+    index = daily_history(KOSPI200, InstrumentKind.INDEX, seed)
     frame = index.copy()
     for col in ("open", "high", "low", "close"):
-        frame[col] = [round_tick(p * (1 + basis), "futures") for p in index[col]]
+        frame[col] = [round_tick(p * (1 + basis), InstrumentKind.FUTURES) for p in index[col]]
     frame["volume"] = (index["volume"] // 1_000).clip(lower=1_000)
     return frame
 
@@ -221,7 +221,7 @@ def intraday(
     """Minute bars whose aggregate is exactly the daily bar ``ohlcv``: a Brownian bridge from open to close,
     mapped monotonically so its extremes land on the day's high and low, then rounded to ticks."""
     o, h, lo, c, v = ohlcv
-    start, end = session_hours(kind, day)
+    start, end = session_window(kind, day)
     minutes = (datetime.combine(day, end) - datetime.combine(day, start)).seconds // 60
     steps = minutes * SUBSTEPS
     rng = _rng(seed, symbol, kind, day.isoformat())
@@ -256,12 +256,12 @@ def intraday(
 
 def minute_frame(symbol: str, kind: Kind, seed: int, day: date) -> pd.DataFrame:
     """One trading day's 1-minute bars (empty on non-trading days)."""
-    hist = futures_history(seed) if kind == "futures" else daily_history(symbol, kind, seed)
+    hist = futures_history(seed) if kind == InstrumentKind.FUTURES else daily_history(symbol, kind, seed)
     if day not in hist.index:
         return pd.DataFrame(columns=["ts", "open", "high", "low", "close", "volume"])
     row = hist.loc[day]
     bars = intraday(
-        FUTURES_SERIES if kind == "futures" else symbol,
+        FUTURES_SERIES if kind == InstrumentKind.FUTURES else symbol,
         kind,
         seed,
         day,
@@ -285,13 +285,13 @@ def generate_bars(
     start: date,
     end: date,
     seed: int = 7,
-    kind: Kind = "stock",
+    kind: Kind = InstrumentKind.STOCK,
     with_regime: bool = False,
 ) -> pd.DataFrame:
     """Public entry point: OHLCV bars for ``symbol`` in [start, end] (``ts`` tz-aware KST, bar start).
 
     The same seed always gives the same bars, whatever the requested range."""
-    hist = futures_history(seed) if kind == "futures" else daily_history(symbol, kind, seed)
+    hist = futures_history(seed) if kind == InstrumentKind.FUTURES else daily_history(symbol, kind, seed)
     if interval == "1d":
         part = hist.loc[(hist.index >= start) & (hist.index <= end)]
         frame = part.reset_index()

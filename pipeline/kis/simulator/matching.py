@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pipeline.kis.simulator import marketgen as mg
-from pipeline.kis.simulator.booking import MULTIPLIER, Books
-from pipeline.kis.simulator.clock import KST
+from pipeline.kis.simulator.booking import Books
 from pipeline.kis.simulator.ledger import CANCELLED, EXPIRED, FILLED, OPEN, ORG_NO, Ledger, Order
 from pipeline.kis.simulator.market import MarketData
 from pipeline.kis.simulator.simconfig import SimConfig
+from pipeline.market import FUTURES_MULTIPLIER, KST, InstrumentKind, tick_size
 
 # Rejection codes. 40580000 and APBK0656 are from the spec (§8, §9); the others are [U] stand-ins in
 # KIS's APBK style: the client treats any of them as KisRejectedError carrying msg_cd/msg1.
@@ -75,11 +75,11 @@ class Exchange:
             self._check_funds(db, req, kind, ref, now)
             return self._insert(db, req, now, "")
 
-    def _check_tradable(self, symbol: str, market: str, now: datetime, paper: bool) -> mg.Kind:
+    def _check_tradable(self, symbol: str, market: str, now: datetime, paper: bool) -> InstrumentKind:
         kind = self.market.kind_of(symbol)
         if kind is None or kind == "index" or (kind == "futures") != (market == "futures"):
             raise Reject(UNKNOWN_SYMBOL)
-        start, end = mg.session_hours(kind, now.date())
+        start, end = mg.session_window(kind, now.date())
         day_open = self.market.is_trading_day(now.date())
         if not day_open or not (
             datetime.combine(now.date(), start, KST) <= now < datetime.combine(now.date(), end, KST)
@@ -87,7 +87,7 @@ class Exchange:
             raise Reject(CLOSED_PAPER if paper else CLOSED_REAL)
         return kind
 
-    def _check_price(self, price: float, kind: mg.Kind, lower: float, upper: float) -> None:
+    def _check_price(self, price: float, kind: InstrumentKind, lower: float, upper: float) -> None:
         if not lower <= price <= upper:
             raise Reject(OUTSIDE_LIMITS)
         if abs(mg.round_tick(price, kind) - price) > 1e-6:
@@ -98,11 +98,11 @@ class Exchange:
         return [Order(**dict(r)) for r in rows]
 
     def _check_funds(
-        self, db: sqlite3.Connection, req: OrderRequest, kind: mg.Kind, ref: float, now: datetime
+        self, db: sqlite3.Connection, req: OrderRequest, kind: InstrumentKind, ref: float, now: datetime
     ) -> None:
         if req.market == "futures":
             opening = self.futures_opening_qty(db, req.cano, req.prdt, req.symbol, req.side, req.qty)
-            need = opening * ref * MULTIPLIER * self.cfg.futures_margin_rate
+            need = opening * ref * FUTURES_MULTIPLIER * self.cfg.futures_margin_rate
             if need > self.futures_available(db, req.cano, req.prdt, now) + 1e-6:
                 raise Reject(NO_MARGIN)
             return
@@ -219,7 +219,7 @@ class Exchange:
             )
             if price is not None:
                 cap = max(1, int(self.cfg.participation * int(bars.volume[j])))
-                remaining -= self._fill(order, min(remaining, cap), price, bars.starts[j], j)
+                remaining -= self._fill(order, kind, min(remaining, cap), price, bars.starts[j], j)
             j += 1
         if j > start_j:
             self._mark(order.odno, j - 1)
@@ -227,10 +227,10 @@ class Exchange:
             self._close(order.odno, EXPIRED)
 
     def _fill_price(
-        self, order: Order, kind: mg.Kind, o: float, h: float, lo: float, lower: float, upper: float
+        self, order: Order, kind: InstrumentKind, o: float, h: float, lo: float, lower: float, upper: float
     ) -> float | None:
         if order.ord_type == "market":
-            slip = self.cfg.slippage_ticks * mg.tick_size(o, kind)
+            slip = self.cfg.slippage_ticks * tick_size(o, kind)
             return min(max(o + slip if order.side == "buy" else o - slip, lower), upper)
         if order.side == "buy":
             return o if o <= order.price else (order.price if lo <= order.price else None)
@@ -244,7 +244,7 @@ class Exchange:
         with self.ledger.transaction() as db:
             db.execute("UPDATE orders SET status=? WHERE odno=?", (status, odno))
 
-    def _fill(self, order: Order, qty: int, price: float, ts: datetime, j: int) -> int:
+    def _fill(self, order: Order, kind: InstrumentKind, qty: int, price: float, ts: datetime, j: int) -> int:
         """Book one fill; returns the quantity actually filled (cash or holdings may cap it)."""
         with self.ledger.transaction() as db:
             row = db.execute("SELECT * FROM orders WHERE odno=?", (order.odno,)).fetchone()
@@ -257,7 +257,7 @@ class Exchange:
                 )
                 return current.qty - current.filled_qty
             book = self.books.futures if order.market == "futures" else self.books.stock
-            fee = book(db, current, qty, price)
+            fee = book(db, current, qty, price, kind, ts.date())
             filled = current.filled_qty + qty
             avg = (current.avg_price * current.filled_qty + price * qty) / filled
             db.execute(
@@ -335,11 +335,11 @@ class Exchange:
         unrealized = margin = 0.0
         for row in db.execute("SELECT * FROM positions WHERE cano=? AND prdt=?", (cano, prdt)):
             price = self.mark_price(row["symbol"], now)
-            unrealized += (price - row["avg_price"]) * row["qty"] * MULTIPLIER
-            margin += abs(row["qty"]) * price * MULTIPLIER * self.cfg.futures_margin_rate
+            unrealized += (price - row["avg_price"]) * row["qty"] * FUTURES_MULTIPLIER
+            margin += abs(row["qty"]) * price * FUTURES_MULTIPLIER * self.cfg.futures_margin_rate
         for o in self._open_orders(db, cano, prdt):
             ref = o.price if o.ord_type == "limit" else self.mark_price(o.symbol, now)
-            margin += o.remaining * ref * MULTIPLIER * self.cfg.futures_margin_rate
+            margin += o.remaining * ref * FUTURES_MULTIPLIER * self.cfg.futures_margin_rate
         return cash, unrealized, margin
 
     def futures_available(self, db: sqlite3.Connection, cano: str, prdt: str, now: datetime) -> float:
@@ -350,4 +350,4 @@ class Exchange:
     @staticmethod
     def contracts_for(amount: float, price: float, margin_rate: float) -> int:
         """Whole contracts ``amount`` of margin buys at ``price``."""
-        return max(0, math.floor(amount / (price * MULTIPLIER * margin_rate))) if price > 0 else 0
+        return max(0, math.floor(amount / (price * FUTURES_MULTIPLIER * margin_rate))) if price > 0 else 0

@@ -5,19 +5,23 @@ the client's tests then cross-check both."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, time, timedelta
 from typing import Any
 
 from pipeline.kis.simulator import marketgen as mg
 from pipeline.kis.simulator.market import DayBar, MinuteBar, Snapshot
 from pipeline.kis.simulator.matching import UNKNOWN_SYMBOL
 from pipeline.kis.simulator.wire import Ctx, Fail, Handler, Result, n, pct, px
+from pipeline.market import INDEX_CODES, InstrumentKind
 
 S = "/uapi/domestic-stock/v1/quotations"
 F = "/uapi/domestic-futureoption/v1/quotations"
+STOCKS = (InstrumentKind.STOCK, InstrumentKind.ETF)
+FUTURES = (InstrumentKind.FUTURES,)
+INDICES = (InstrumentKind.INDEX,)
 
 
-def _instrument(ctx: Ctx, want: tuple[str, ...]) -> tuple[str, mg.Kind]:
+def _instrument(ctx: Ctx, want: tuple[InstrumentKind, ...]) -> tuple[str, InstrumentKind]:
     symbol = ctx.get("FID_INPUT_ISCD")
     kind = ctx.state.market.kind_of(symbol)
     if kind is None or kind not in want:
@@ -25,7 +29,7 @@ def _instrument(ctx: Ctx, want: tuple[str, ...]) -> tuple[str, mg.Kind]:
     return symbol, kind
 
 
-def _snapshot(ctx: Ctx, symbol: str, kind: mg.Kind) -> Snapshot:
+def _snapshot(ctx: Ctx, symbol: str, kind: InstrumentKind) -> Snapshot:
     snap = ctx.state.market.snapshot(symbol, kind, ctx.now)
     if snap is None:
         raise Fail(*UNKNOWN_SYMBOL)
@@ -40,7 +44,7 @@ def _change(snap: Snapshot) -> tuple[float, float, str]:
 
 def stock_price(ctx: Ctx) -> Result:
     """FHKST01010100 inquire-price ``output``."""
-    symbol, kind = _instrument(ctx, ("stock",))
+    symbol, kind = _instrument(ctx, STOCKS)
     snap = _snapshot(ctx, symbol, kind)
     diff, rate, sign = _change(snap)
     b = snap.bar
@@ -69,7 +73,7 @@ def stock_price(ctx: Ctx) -> Result:
 
 
 def _daily_rows(
-    ctx: Ctx, symbol: str, kind: mg.Kind, fields: tuple[str, str, str, str]
+    ctx: Ctx, symbol: str, kind: InstrumentKind, fields: tuple[str, str, str, str]
 ) -> list[dict[str, Any]]:
     end = ctx.get_date("FID_INPUT_DATE_2", ctx.now.date())
     start = ctx.get_date("FID_INPUT_DATE_1", end - timedelta(days=200))
@@ -78,7 +82,7 @@ def _daily_rows(
     return [_daily_row(b, kind, fields) for b in newest]
 
 
-def _daily_row(b: DayBar, kind: mg.Kind, fields: tuple[str, str, str, str]) -> dict[str, Any]:
+def _daily_row(b: DayBar, kind: InstrumentKind, fields: tuple[str, str, str, str]) -> dict[str, Any]:
     o, h, lo, c = fields
     return {
         "stck_bsop_date": b.day.strftime("%Y%m%d"),
@@ -95,12 +99,12 @@ def _daily_row(b: DayBar, kind: mg.Kind, fields: tuple[str, str, str, str]) -> d
 
 def stock_daily(ctx: Ctx) -> Result:
     """FHKST03010100 daily chart: ``output1`` snapshot, ``output2`` up to 100 rows."""
-    symbol, kind = _instrument(ctx, ("stock",))
+    symbol, kind = _instrument(ctx, STOCKS)
     rows = _daily_rows(ctx, symbol, kind, ("stck_oprc", "stck_hgpr", "stck_lwpr", "stck_clpr"))
     return Result({"output1": stock_price(ctx).outputs["output"], "output2": rows})
 
 
-def _minute_row(b: MinuteBar, kind: mg.Kind, fields: tuple[str, str, str, str]) -> dict[str, Any]:
+def _minute_row(b: MinuteBar, kind: InstrumentKind, fields: tuple[str, str, str, str]) -> dict[str, Any]:
     o, h, lo, c = fields
     return {
         "stck_bsop_date": b.start.strftime("%Y%m%d"),
@@ -115,8 +119,12 @@ def _minute_row(b: MinuteBar, kind: mg.Kind, fields: tuple[str, str, str, str]) 
 
 
 def _cursor(ctx: Ctx) -> time:
-    text = ctx.get("FID_INPUT_HOUR_1") or "235959"
-    return datetime.strptime(text.ljust(6, "0")[:6], "%H%M%S").time()
+    return ctx.get_time("FID_INPUT_HOUR_1", time(23, 59, 59))
+
+
+def _oldest(ctx: Ctx) -> date:
+    """The oldest day whose minute bars KIS still serves (spec §5: about a year)."""
+    return ctx.now.date() - timedelta(days=ctx.state.cfg.minute_retention_days)
 
 
 _STOCK_MINUTE = ("stck_oprc", "stck_hgpr", "stck_lwpr", "stck_prpr")
@@ -125,8 +133,10 @@ _FUT_FIELDS = ("futs_oprc", "futs_hgpr", "futs_lwpr", "futs_prpr")
 
 def stock_minute_today(ctx: Ctx) -> Result:
     """FHKST03010200: today only, 30 rows back from the cursor; a future cursor gives the current bar."""
-    symbol, kind = _instrument(ctx, ("stock",))
-    bars = ctx.state.market.minutes_back(symbol, kind, ctx.now.date(), _cursor(ctx), ctx.now, 30)
+    symbol, kind = _instrument(ctx, STOCKS)
+    bars = ctx.state.market.minutes_back(
+        symbol, kind, ctx.now.date(), _cursor(ctx), ctx.now, 30, oldest=_oldest(ctx)
+    )
     return Result(
         {
             "output1": stock_price(ctx).outputs["output"],
@@ -137,9 +147,9 @@ def stock_minute_today(ctx: Ctx) -> Result:
 
 def stock_minute_past(ctx: Ctx) -> Result:
     """FHKST03010230: one date's minute bars, 120 rows back from the cursor."""
-    symbol, kind = _instrument(ctx, ("stock",))
+    symbol, kind = _instrument(ctx, STOCKS)
     day = ctx.get_date("FID_INPUT_DATE_1", ctx.now.date())
-    bars = ctx.state.market.minutes_back(symbol, kind, day, _cursor(ctx), ctx.now, 120)
+    bars = ctx.state.market.minutes_back(symbol, kind, day, _cursor(ctx), ctx.now, 120, oldest=_oldest(ctx))
     return Result(
         {
             "output1": stock_price(ctx).outputs["output"],
@@ -150,12 +160,12 @@ def stock_minute_past(ctx: Ctx) -> Result:
 
 def futures_price(ctx: Ctx) -> Result:
     """FHMIF10000000: ``output1`` futures, ``output3`` the KOSPI200 index."""
-    symbol, kind = _instrument(ctx, ("futures",))
+    symbol, kind = _instrument(ctx, FUTURES)
     snap = _snapshot(ctx, symbol, kind)
     diff, rate, sign = _change(snap)
     b = snap.bar
     last_day = mg.front_month(ctx.now.date())[1] if symbol == mg.front_month(ctx.now.date())[0] else None
-    index = ctx.state.market.snapshot("2001", "index", ctx.now)
+    index = ctx.state.market.snapshot(INDEX_CODES["KOSPI200"], InstrumentKind.INDEX, ctx.now)
     out1 = {
         "hts_kor_isnm": "KOSPI200 F",
         "futs_prpr": px(b.close, kind),
@@ -181,7 +191,7 @@ def futures_price(ctx: Ctx) -> Result:
 
 def futures_daily(ctx: Ctx) -> Result:
     """FHKIF03020100 daily chart, 100 rows per call."""
-    symbol, kind = _instrument(ctx, ("futures",))
+    symbol, kind = _instrument(ctx, FUTURES)
     rows = _daily_rows(ctx, symbol, kind, _FUT_FIELDS)
     for row in rows:
         row.pop("flng_cls_code", None)
@@ -190,10 +200,12 @@ def futures_daily(ctx: Ctx) -> Result:
 
 def futures_minute(ctx: Ctx) -> Result:
     """FHKIF03020200: 102 rows back from the date/time cursor; crosses into past days when PW_DATA=Y."""
-    symbol, kind = _instrument(ctx, ("futures",))
+    symbol, kind = _instrument(ctx, FUTURES)
     day = ctx.get_date("FID_INPUT_DATE_1", ctx.now.date())
     cross = ctx.get("FID_PW_DATA_INCU_YN", "Y") == "Y"
-    bars = ctx.state.market.minutes_back(symbol, kind, day, _cursor(ctx), ctx.now, 102, cross_days=cross)
+    bars = ctx.state.market.minutes_back(
+        symbol, kind, day, _cursor(ctx), ctx.now, 102, oldest=_oldest(ctx), cross_days=cross
+    )
     return Result(
         {
             "output1": futures_price(ctx).outputs["output1"],
@@ -207,7 +219,7 @@ _INDEX_FIELDS = ("bstp_nmix_oprc", "bstp_nmix_hgpr", "bstp_nmix_lwpr", "bstp_nmi
 
 def index_price(ctx: Ctx) -> Result:
     """FHPUP02100000 index level [U]."""
-    symbol, kind = _instrument(ctx, ("index",))
+    symbol, kind = _instrument(ctx, INDICES)
     snap = _snapshot(ctx, symbol, kind)
     diff, rate, sign = _change(snap)
     b = snap.bar
@@ -230,7 +242,7 @@ def index_price(ctx: Ctx) -> Result:
 
 def index_daily(ctx: Ctx) -> Result:
     """FHKUP03500100 daily index chart, 100 rows per call [U]."""
-    symbol, kind = _instrument(ctx, ("index",))
+    symbol, kind = _instrument(ctx, INDICES)
     rows = _daily_rows(ctx, symbol, kind, _INDEX_FIELDS)
     return Result({"output1": index_price(ctx).outputs["output"], "output2": rows})
 

@@ -1,4 +1,4 @@
-"""Simulator trading TRs: orders, modify/cancel, fills, balances, orderable amounts (spec §5, §6)."""
+"""Simulator account TRs: fills, balances, orderable amounts (spec §5, §6); orders are in routes_orders."""
 
 from __future__ import annotations
 
@@ -6,133 +6,32 @@ from datetime import timedelta
 from typing import Any
 
 from pipeline.kis.simulator.ledger import Order
-from pipeline.kis.simulator.matching import MULTIPLIER, Exchange, OrderRequest, Reject
-from pipeline.kis.simulator.wire import Ctx, Fail, Handler, Result, n, page, pct, px
+from pipeline.kis.simulator.matching import UNKNOWN_SYMBOL, Exchange
+from pipeline.kis.simulator.routes_orders import ORDER_ROUTES, SIDES
+from pipeline.kis.simulator.wire import (
+    FUTURES_PRODUCTS,
+    STOCK_PRODUCTS,
+    Ctx,
+    Fail,
+    Handler,
+    Result,
+    account,
+    n,
+    page,
+    pct,
+    px,
+)
+from pipeline.market import FUTURES_MULTIPLIER, InstrumentKind
 
 S = "/uapi/domestic-stock/v1/trading"
 F = "/uapi/domestic-futureoption/v1/trading"
-ORDER_MSG = ("APBK0013", "주문 전송 완료 되었습니다.")
-#: Orders TR codes whose responses the "lost response" fault may swallow.
-ORDER_TRS = frozenset({"TTTC0012U", "TTTC0011U", "TTTC0013U", "TTTO1101U", "TTTO1103U"})
-
-
-def _qty(text: str) -> int:
-    try:
-        return int(float(text or "0"))
-    except ValueError:
-        raise Fail("OPSQ2001", "INPUT INVALID_CHECK_ORD_QTY", rt_cd="2") from None
-
-
-def _price(text: str) -> float:
-    try:
-        return float(text or "0")
-    except ValueError:
-        raise Fail("OPSQ2001", "INPUT INVALID_CHECK_ORD_UNPR", rt_cd="2") from None
-
-
-def _ack(order: Order) -> Result:
-    return Result(
-        {"output": {"KRX_FWDG_ORD_ORGNO": order.org_no, "ODNO": order.odno, "ORD_TMD": order.ord_tmd}},
-        msg=ORDER_MSG,
-    )
-
-
-def _account(ctx: Ctx) -> tuple[str, str]:
-    cano, prdt = ctx.get("CANO"), ctx.get("ACNT_PRDT_CD")
-    if len(cano) != 8 or len(prdt) != 2:
-        raise Fail("OPSQ2001", "INPUT INVALID_CHECK_ACNO", rt_cd="2")
-    return cano, prdt
-
-
-def _exchange(ctx: Ctx) -> Exchange:
-    return ctx.state.exchange
-
-
-def stock_order(ctx: Ctx) -> Result:
-    """TTTC0012U buy / TTTC0011U sell. ORD_DVSN 00 limit, 01 market (03/04 best-price treated as market)."""
-    cano, prdt = _account(ctx)
-    dvsn = ctx.get("ORD_DVSN")
-    if dvsn not in ("00", "01", "03", "04"):
-        raise Fail("OPSQ2001", "INPUT INVALID_CHECK_ORD_DVSN (simulator supports 00/01/03/04)", rt_cd="2")
-    req = OrderRequest(
-        cano,
-        prdt,
-        "stock",
-        ctx.get("PDNO"),
-        "sell" if ctx.tr_id == "TTTC0011U" else "buy",
-        "limit" if dvsn == "00" else "market",
-        _qty(ctx.get("ORD_QTY")),
-        _price(ctx.get("ORD_UNPR")),
-        ctx.paper,
-    )
-    return _ack(_reject_as_fail(lambda: _exchange(ctx).place(req, ctx.now)))
-
-
-def _reject_as_fail(action: Any) -> Order:
-    try:
-        result: Order = action()
-    except Reject as exc:
-        raise Fail(exc.msg_cd, exc.msg1) from None
-    return result
-
-
-def stock_revise(ctx: Ctx) -> Result:
-    """TTTC0013U: RVSE_CNCL_DVSN_CD 01 modify / 02 cancel; QTY_ALL_ORD_YN Y = all remaining."""
-    cano, prdt = _account(ctx)
-    cancel = ctx.get("RVSE_CNCL_DVSN_CD") == "02"
-    qty = 0 if ctx.get("QTY_ALL_ORD_YN") == "Y" else _qty(ctx.get("ORD_QTY"))
-    price = None if ctx.get("ORD_DVSN") == "01" else _price(ctx.get("ORD_UNPR"))
-    return _ack(
-        _reject_as_fail(
-            lambda: _exchange(ctx).revise(
-                ctx.get("ORGN_ODNO"), cano, prdt, cancel, qty, price, ctx.now, ctx.paper
-            )
-        )
-    )
-
-
-def futures_order(ctx: Ctx) -> Result:
-    """TTTO1101U: SLL_BUY_DVSN_CD 01 sell / 02 buy; ORD_DVSN_CD 01 limit, 02 market (03/04 as market)."""
-    cano, prdt = _account(ctx)
-    dvsn = ctx.get("ORD_DVSN_CD") or ctx.get("NMPR_TYPE_CD")
-    if dvsn not in ("01", "02", "03", "04"):
-        raise Fail("OPSQ2001", "INPUT INVALID_CHECK_ORD_DVSN_CD (simulator supports 01-04)", rt_cd="2")
-    req = OrderRequest(
-        cano,
-        prdt,
-        "futures",
-        ctx.get("SHTN_PDNO"),
-        "sell" if ctx.get("SLL_BUY_DVSN_CD") == "01" else "buy",
-        "limit" if dvsn == "01" else "market",
-        _qty(ctx.get("ORD_QTY")),
-        _price(ctx.get("UNIT_PRICE")),
-        ctx.paper,
-    )
-    return _ack(_reject_as_fail(lambda: _exchange(ctx).place(req, ctx.now)))
-
-
-def futures_revise(ctx: Ctx) -> Result:
-    """TTTO1103U: cancel everything with ORD_QTY 0 + RMN_QTY_YN Y (spec §6)."""
-    cano, prdt = _account(ctx)
-    cancel = ctx.get("RVSE_CNCL_DVSN_CD") == "02"
-    qty = 0 if ctx.get("RMN_QTY_YN") == "Y" else _qty(ctx.get("ORD_QTY"))
-    price = (
-        None if (ctx.get("ORD_DVSN_CD") or ctx.get("NMPR_TYPE_CD")) == "02" else _price(ctx.get("UNIT_PRICE"))
-    )
-    return _ack(
-        _reject_as_fail(
-            lambda: _exchange(ctx).revise(
-                ctx.get("ORGN_ODNO"), cano, prdt, cancel, qty, price, ctx.now, ctx.paper
-            )
-        )
-    )
 
 
 def _orders_between(ctx: Ctx, cano: str, prdt: str, start_key: str, end_key: str) -> list[Order]:
-    _exchange(ctx).sync(ctx.now)
+    ctx.exchange.sync(ctx.now)
     end = ctx.get_date(end_key, ctx.now.date()).strftime("%Y%m%d")
     start = ctx.get_date(start_key, ctx.now.date() - timedelta(days=90)).strftime("%Y%m%d")
-    return ctx.state.ledger.orders("cano=? AND prdt=? AND ord_dt BETWEEN ? AND ?", (cano, prdt, start, end))
+    return ctx.ledger.orders("cano=? AND prdt=? AND ord_dt BETWEEN ? AND ?", (cano, prdt, start, end))
 
 
 def _keep(order: Order, side: str, filled: str, symbol: str) -> bool:
@@ -151,7 +50,7 @@ def _remaining_shown(o: Order) -> int:
 
 def stock_orders(ctx: Ctx) -> Result:
     """TTTC0081R daily orders and fills: 100 rows per page real, 15 on VTS (spec §5)."""
-    cano, prdt = _account(ctx)
+    cano, prdt = account(ctx, STOCK_PRODUCTS)
     orders = [
         o
         for o in _orders_between(ctx, cano, prdt, "INQR_STRT_DT", "INQR_END_DT")
@@ -192,14 +91,14 @@ def stock_orders(ctx: Ctx) -> Result:
 
 def stock_balance(ctx: Ctx) -> Result:
     """TTTC8434R: holdings (50 per page real, 20 VTS) and totals. INQR_DVSN=02 fails since 2026-02 (§5)."""
-    cano, prdt = _account(ctx)
+    cano, prdt = account(ctx, STOCK_PRODUCTS)
     if ctx.get("INQR_DVSN") == "02":
         raise Fail("OPSQ2001", "INPUT INVALID_CHECK_INQR_DVSN", rt_cd="2")
-    ex = _exchange(ctx)
+    ex = ctx.exchange
     ex.sync(ctx.now)
     rows: list[dict[str, Any]] = []
     value = cost = 0.0
-    for p in ctx.state.ledger.positions(cano, prdt):
+    for p in ctx.ledger.positions(cano, prdt):
         price = ex.mark_price(p["symbol"], ctx.now)
         qty, avg = int(p["qty"]), float(p["avg_price"])
         value, cost = value + qty * price, cost + qty * avg
@@ -216,7 +115,7 @@ def stock_balance(ctx: Ctx) -> Result:
                 "evlu_pfls_rt": pct((price / avg - 1) * 100 if avg and qty else 0.0),
             }
         )
-    with ctx.state.ledger.transaction() as db:
+    with ctx.ledger.transaction() as db:
         cash = ex.cash(db, cano, prdt)
     chunk, tr_cont, ctx_keys = page(ctx, rows, 20 if ctx.paper else 50)
     summary = {
@@ -233,12 +132,14 @@ def stock_balance(ctx: Ctx) -> Result:
 
 def stock_buyable(ctx: Ctx) -> Result:
     """TTTC8908R: orderable cash and quantity at ORD_UNPR (or the current price)."""
-    cano, prdt = _account(ctx)
-    ex = _exchange(ctx)
+    cano, prdt = account(ctx, STOCK_PRODUCTS)
+    ex = ctx.exchange
     ex.sync(ctx.now)
     symbol = ctx.get("PDNO")
-    price = _price(ctx.get("ORD_UNPR")) or ex.mark_price(symbol, ctx.now)
-    with ctx.state.ledger.transaction() as db:
+    if ctx.state.market.kind_of(symbol) not in (InstrumentKind.STOCK, InstrumentKind.ETF):
+        raise Fail(*UNKNOWN_SYMBOL)  # KIS answers "no such product", not a zero amount
+    price = ctx.get_price("ORD_UNPR") or ex.mark_price(symbol, ctx.now)
+    with ctx.ledger.transaction() as db:
         cash = ex.stock_available_cash(db, cano, prdt, ctx.now)
     qty = int(cash // (price * (1 + ctx.state.cfg.stock_fee_rate))) if price > 0 else 0
     return Result(
@@ -257,7 +158,7 @@ def stock_buyable(ctx: Ctx) -> Result:
 
 def futures_orders(ctx: Ctx) -> Result:
     """TTTO5201R orders and fills (FK200/NK200), 100 rows per page."""
-    cano, prdt = _account(ctx)
+    cano, prdt = account(ctx, FUTURES_PRODUCTS)
     orders = [
         o
         for o in _orders_between(ctx, cano, prdt, "STRT_ORD_DT", "END_ORD_DT")
@@ -285,18 +186,20 @@ def futures_orders(ctx: Ctx) -> Result:
         for o in orders
     ]
     chunk, tr_cont, ctx_keys = page(ctx, rows, 100, "200")
-    fees = sum(o.filled_qty * o.avg_price * MULTIPLIER * ctx.state.cfg.futures_fee_rate for o in orders)
+    fees = sum(
+        o.filled_qty * o.avg_price * FUTURES_MULTIPLIER * ctx.state.cfg.futures_fee_rate for o in orders
+    )
     totals = {"tot_ccld_qty_smtl": n(sum(o.filled_qty for o in orders)), "fee_smtl": n(fees)}
     return Result({"output1": chunk, "output2": totals}, tr_cont=tr_cont, extra=ctx_keys)
 
 
 def futures_balance(ctx: Ctx) -> Result:
     """CTFO6118R: positions (20 per page) and deposit/margin summary (output1/output2 split [U])."""
-    cano, prdt = _account(ctx)
-    ex = _exchange(ctx)
+    cano, prdt = account(ctx, FUTURES_PRODUCTS)
+    ex = ctx.exchange
     ex.sync(ctx.now)
     rows: list[dict[str, Any]] = []
-    for p in ctx.state.ledger.positions(cano, prdt):
+    for p in ctx.ledger.positions(cano, prdt):
         qty, avg = int(p["qty"]), float(p["avg_price"])
         if qty == 0:
             continue
@@ -308,13 +211,13 @@ def futures_balance(ctx: Ctx) -> Result:
                 "cblc_qty": n(abs(qty)),
                 "ccld_avg_unpr1": px(avg, "futures"),
                 "idx_clpr": px(price, "futures"),
-                "evlu_amt": n(abs(qty) * price * MULTIPLIER),
-                "evlu_pfls_amt": n((price - avg) * qty * MULTIPLIER),
+                "evlu_amt": n(abs(qty) * price * FUTURES_MULTIPLIER),
+                "evlu_pfls_amt": n((price - avg) * qty * FUTURES_MULTIPLIER),
                 "trad_pfls_amt": n(p["realized"]),
                 "lqd_psbl_qty": n(abs(qty)),
             }
         )
-    with ctx.state.ledger.transaction() as db:
+    with ctx.ledger.transaction() as db:
         cash, unrealized, margin = ex.futures_state(db, cano, prdt, ctx.now)
     free = cash + unrealized - margin
     chunk, tr_cont, ctx_keys = page(ctx, rows, 20, "200")
@@ -333,14 +236,14 @@ def futures_balance(ctx: Ctx) -> Result:
 
 def futures_orderable(ctx: Ctx) -> Result:
     """TTTO5105R: new and closable contracts for SLL_BUY_DVSN_CD at UNIT_PRICE."""
-    cano, prdt = _account(ctx)
-    ex = _exchange(ctx)
+    cano, prdt = account(ctx, FUTURES_PRODUCTS)
+    ex = ctx.exchange
     ex.sync(ctx.now)
-    symbol, side = ctx.get("PDNO"), "sell" if ctx.get("SLL_BUY_DVSN_CD") == "01" else "buy"
-    if ctx.state.market.kind_of(symbol) != "futures":
-        raise Fail("APBK0656", "해당 종목정보가 없습니다")
-    price = _price(ctx.get("UNIT_PRICE")) or ex.mark_price(symbol, ctx.now)
-    with ctx.state.ledger.transaction() as db:
+    symbol, side = ctx.get("PDNO"), SIDES[ctx.get_code("SLL_BUY_DVSN_CD", SIDES)]
+    if ctx.state.market.kind_of(symbol) is not InstrumentKind.FUTURES:
+        raise Fail(*UNKNOWN_SYMBOL)
+    price = ctx.get_price("UNIT_PRICE") or ex.mark_price(symbol, ctx.now)
+    with ctx.ledger.transaction() as db:
         free = ex.futures_available(db, cano, prdt, ctx.now)
         row = db.execute(
             "SELECT qty FROM positions WHERE cano=? AND prdt=? AND symbol=?", (cano, prdt, symbol)
@@ -361,14 +264,10 @@ def futures_orderable(ctx: Ctx) -> Result:
 
 
 TRADING_ROUTES: list[tuple[str, str, str, Handler]] = [
-    ("POST", f"{S}/order-cash", "TTTC0012U", stock_order),
-    ("POST", f"{S}/order-cash", "TTTC0011U", stock_order),
-    ("POST", f"{S}/order-rvsecncl", "TTTC0013U", stock_revise),
+    *ORDER_ROUTES,
     ("GET", f"{S}/inquire-daily-ccld", "TTTC0081R", stock_orders),
     ("GET", f"{S}/inquire-balance", "TTTC8434R", stock_balance),
     ("GET", f"{S}/inquire-psbl-order", "TTTC8908R", stock_buyable),
-    ("POST", f"{F}/order", "TTTO1101U", futures_order),
-    ("POST", f"{F}/order-rvsecncl", "TTTO1103U", futures_revise),
     ("GET", f"{F}/inquire-ccnl", "TTTO5201R", futures_orders),
     ("GET", f"{F}/inquire-balance", "CTFO6118R", futures_balance),
     ("GET", f"{F}/inquire-psbl-order", "TTTO5105R", futures_orderable),

@@ -60,10 +60,10 @@ class SimServer:
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the ledger."""
+        """Stop serving and close both books."""
         self._server.should_exit = True
         self._thread.join(timeout=10)
-        self.state.ledger.close()
+        self.state.close()
 
     def __enter__(self) -> SimServer:
         return self.start()

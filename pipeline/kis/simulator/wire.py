@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import TYPE_CHECKING, Any
+
+from pipeline.market import InstrumentKind
 
 if TYPE_CHECKING:
     from pipeline.kis.simulator.app import SimState
+    from pipeline.kis.simulator.ledger import Ledger
+    from pipeline.kis.simulator.matching import Exchange
 
 OK_MSG = ("MCA00000", "정상처리 되었습니다.")
 SYDB = ("SYDB0050", "조회이후에 자료가 변경되었습니다.(다시 조회하세요)")
+#: KIS sends and expects numbers as plain ASCII digit strings (spec §3): no sign, exponent or "inf".
+_WHOLE = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+_DATE = re.compile(r"[0-9]{8}")
+_TIME = re.compile(r"[0-9]{6}")
 
 
 class Fail(Exception):
@@ -21,6 +31,28 @@ class Fail(Exception):
         super().__init__(msg_cd)
         self.body = {"rt_cd": rt_cd, "msg_cd": msg_cd, "msg1": msg1}
         self.status = status
+
+
+def invalid(name: str, status: int = 200) -> Fail:
+    """KIS's invalid-input answer (OPSQ2001, rt_cd 2, spec §9) naming the field."""
+    return Fail("OPSQ2001", f"INPUT INVALID_CHECK_{name}", rt_cd="2", status=status)
+
+
+#: ACNT_PRDT_CD by account (spec §7): 01 종합 and the 22/29 pension accounts hold stocks; 03 is domestic
+#: futures/options. A TR on the other kind of account is invalid input.
+STOCK_PRODUCTS = frozenset({"01", "22", "29"})
+FUTURES_PRODUCTS = frozenset({"03"})
+_CANO = re.compile(r"[0-9]{8}")
+
+
+def account(ctx: Ctx, products: Collection[str]) -> tuple[str, str]:
+    """(CANO, ACNT_PRDT_CD) of a trading TR: 8 digits and a product code of the TR's kind of account."""
+    cano, prdt = ctx.get("CANO"), ctx.get("ACNT_PRDT_CD")
+    if not _CANO.fullmatch(cano):
+        raise invalid("ACNO")
+    if prdt not in products:
+        raise invalid("ACNT_PRDT_CD")
+    return cano, prdt
 
 
 @dataclass
@@ -34,6 +66,16 @@ class Ctx:
     tr_cont: str
     now: datetime
 
+    @property
+    def exchange(self) -> Exchange:
+        """The book of the caller's environment: paper keys never see real orders, and back."""
+        return self.state.paper_exchange if self.paper else self.state.exchange
+
+    @property
+    def ledger(self) -> Ledger:
+        """The caller's ledger."""
+        return self.exchange.ledger
+
     def get(self, name: str, default: str = "") -> str:
         """A param, stripped (KIS accepts upper-case keys; GET params are matched case-insensitively)."""
         value = self.params.get(name)
@@ -42,9 +84,49 @@ class Ctx:
         return str(value).strip()
 
     def get_date(self, name: str, default: date) -> date:
-        """A YYYYMMDD param."""
+        """A YYYYMMDD param (``default`` when empty); anything else is OPSQ2001."""
         text = self.get(name)
-        return datetime.strptime(text, "%Y%m%d").date() if text else default
+        if not text:
+            return default
+        try:
+            if not _DATE.fullmatch(text):
+                raise ValueError(text)
+            return datetime.strptime(text, "%Y%m%d").date()
+        except ValueError:
+            raise invalid(name) from None
+
+    def get_time(self, name: str, default: time) -> time:
+        """An HHMMSS param (``default`` when empty); anything else is OPSQ2001."""
+        text = self.get(name)
+        if not text:
+            return default
+        try:
+            if not _TIME.fullmatch(text):
+                raise ValueError(text)
+            return datetime.strptime(text, "%H%M%S").time()
+        except ValueError:
+            raise invalid(name) from None
+
+    def get_whole(self, name: str) -> int:
+        """A quantity: ASCII digits only (``1.5``, ``1e2``, ``inf``, ``-1`` are OPSQ2001, never rounded)."""
+        text = self.get(name)
+        if not _WHOLE.fullmatch(text):
+            raise invalid(name)
+        return int(text)
+
+    def get_price(self, name: str) -> float:
+        """A non-negative plain decimal price (no exponent, sign or ``inf``); anything else is OPSQ2001."""
+        text = self.get(name)
+        if not _DECIMAL.fullmatch(text):
+            raise invalid(name)
+        return float(text)
+
+    def get_code(self, name: str, allowed: Collection[str]) -> str:
+        """A code field that must be one of ``allowed`` (a side, a revise/cancel code, a Y/N flag)."""
+        value = self.get(name)
+        if value not in allowed:
+            raise invalid(name)
+        return value
 
 
 @dataclass
@@ -65,8 +147,8 @@ Handler = Callable[[Ctx], Result]
 
 
 def px(value: float, kind: str) -> str:
-    """A price as KIS sends it: integer won for stocks, two decimals for futures and indices."""
-    return str(round(value)) if kind == "stock" else f"{value:.2f}"
+    """A price as KIS sends it: integer won for stocks and ETFs, two decimals for futures and indices."""
+    return str(round(value)) if kind in (InstrumentKind.STOCK, InstrumentKind.ETF) else f"{value:.2f}"
 
 
 def n(value: float) -> str:

@@ -25,16 +25,31 @@ CONN_FIELDS: dict[str, Any] = {
     },
     "environment": {
         "label": "Environment",
-        "description": "real (money; needs KRX_KIS_ALLOW_REAL=true), vts (paper) or sim (local simulator).",
+        "description": "real (money; needs KRX_KIS_ALLOW_REAL=true), vts (paper) or sim (local simulator). "
+        "Empty: KRX_KIS_ENV.",
         "schema": {"type": ["string", "null"], "default": "sim", "enum": ["real", "vts", "sim"]},
     },
 }
 
+#: The connection form's field behaviour, defined once: Airflow reads this (kebab-case) from the provider
+#: info, and ``KisHook.get_ui_field_behaviour`` answers the same in the hook method's Python-style keys.
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden-fields": ["schema", "port"],
-    "relabeling": {"login": "App key", "password": "App secret", "host": "Base URL override"},
-    "placeholders": {"host": "empty: the public KIS URL for the environment, or the local simulator"},
+    "relabeling": {"login": "App key", "password": "App secret", "host": "Base URL"},
+    "placeholders": {
+        "host": "empty: KIS's public host of the environment (sim: KRX_KIS_BASE_URL or the local "
+        "simulator). KRX_KIS_BASE_URL serves KRX_KIS_ENV only; real needs KIS's real host."
+    },
 }
+
+
+def hook_field_behaviour() -> dict[str, Any]:
+    """``UI_FIELD_BEHAVIOUR`` in the keys ``BaseHook.get_ui_field_behaviour`` returns."""
+    return {
+        "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
+        "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+        "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
+    }
 
 
 def get_provider_info() -> dict[str, Any]:

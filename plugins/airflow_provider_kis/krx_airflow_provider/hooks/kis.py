@@ -7,13 +7,17 @@ from typing import Any
 from airflow.sdk import BaseHook
 from pydantic import SecretStr
 
+from krx_airflow_provider import hook_field_behaviour
 from pipeline.config import get_settings
 from pipeline.kis import KisClient, KisConfig
 
 
 class KisHook(BaseHook):
-    """Connection fields: login = app key, password = app secret, host = base URL override; extras
-    ``account_no``, ``product_code``, ``futures_account_no``, ``environment`` (real / vts / sim).
+    """Connection fields: login = app key, password = app secret, host = base URL of the connection's
+    environment; extras ``account_no``, ``product_code``, ``futures_account_no``, ``environment`` (real /
+    vts / sim; empty: ``KRX_KIS_ENV``). Without a host, ``KRX_KIS_BASE_URL`` is used only when the
+    environment is ``KRX_KIS_ENV``'s; another environment gets its public KIS host, or an error when
+    ``KRX_KIS_BASE_URL`` is set (it belongs to one environment).
 
     Wrap broker-calling tasks in the ``kis_api`` pool so concurrent tasks stay under the per-key rate."""
 
@@ -28,12 +32,8 @@ class KisHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Relabel the standard fields for KIS (also declared in the provider info)."""
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"login": "App key", "password": "App secret", "host": "Base URL override"},
-            "placeholders": {},
-        }
+        """The form behaviour declared once in the provider info (``UI_FIELD_BEHAVIOUR``)."""
+        return hook_field_behaviour()
 
     def get_conn(self) -> KisClient:
         """A KisClient for this connection; limits, timeouts and the token cache come from Settings."""
@@ -44,7 +44,9 @@ class KisHook(BaseHook):
             # Forms may store custom fields plain or with the legacy ``extra__kis__`` prefix.
             return extra.get(name) or extra.get(f"extra__kis__{name}")
 
-        overrides: dict[str, Any] = {"env": field("environment") or "sim"}
+        overrides: dict[str, Any] = {}
+        if field("environment"):
+            overrides["env"] = str(field("environment"))
         for key, value in (
             ("app_key", conn.login),
             ("app_secret", conn.password),

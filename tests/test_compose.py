@@ -27,3 +27,11 @@ def test_compose_runs_the_store_on_timescaledb_and_every_service_uses_one_image(
 def test_dockerfile_installs_the_pinned_requirements_and_the_cli() -> None:
     text = (ROOT / "infra/docker/Dockerfile").read_text()
     assert "requirements.txt" in text and 'ENTRYPOINT ["krx"]' in text
+
+
+def test_a_paper_or_real_stack_never_points_at_the_simulator_by_default() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+    env = compose["services"]["airflow"]["environment"]
+    # An unset KRX_KIS_BASE_URL lets KRX_KIS_ENV choose: the simulator only for sim, KIS hosts otherwise.
+    assert env["KRX_KIS_BASE_URL"] == "${KRX_KIS_BASE_URL:-}"
+    assert env["KRX_SIM_HOST"] == "simulator"

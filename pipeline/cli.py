@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from pipeline.config import get_settings
 from pipeline.kis.cli import sim
+from pipeline.market import TZ_NAME
+
+if TYPE_CHECKING:
+    pass
 
 app = typer.Typer(help="krx-rl-trader: KRX RL trading pipeline.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect settings (env prefix KRX_, .env supported).", no_args_is_help=True)
@@ -79,17 +85,71 @@ def db_status() -> None:
         raise typer.Exit(1)
 
 
+def _checked(name: str) -> Callable[[str | None], str | None]:
+    """A typer callback refusing an ``import-csv`` option value the import would refuse, with the same
+    message (exit code 2), before any file is read."""
+
+    def callback(value: str | None) -> str | None:
+        if value is not None:
+            try:
+                _import_option_check(name)(value)
+            except (ValueError, LookupError) as exc:
+                raise typer.BadParameter(str(exc)) from exc
+        return value
+
+    return callback
+
+
+def _import_option_check(name: str) -> Callable[[str], object]:
+    from pipeline.data.csv_reader import check_encoding
+    from pipeline.data.parsing import check_date_format, check_time_zone
+    from pipeline.market import validate_symbol
+    from pipeline.store.validation import validate_interval, validate_label
+
+    checks: dict[str, Callable[[str], object]] = {
+        "interval": validate_interval,
+        "symbol": validate_symbol,
+        "tz": check_time_zone,
+        "source": validate_label,
+        "date_format": check_date_format,
+        "encoding": check_encoding,
+    }
+    return checks[name]
+
+
 @data_app.command("import-csv")
 def data_import_csv(
     paths: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="CSV files to load.")],
-    interval: Annotated[str, typer.Option(help="Bar interval, e.g. 1d, 1m.")] = "1d",
+    interval: Annotated[
+        str, typer.Option(help="Bar interval: 1m 3m 5m 10m 15m 30m 60m 1d 1w.", callback=_checked("interval"))
+    ] = "1d",
     symbol: Annotated[
-        str | None, typer.Option(help="Symbol for every row (default: a symbol column, else the file name).")
+        str | None,
+        typer.Option(
+            help="Symbol for every row (default: a symbol column, else the file name).",
+            callback=_checked("symbol"),
+        ),
     ] = None,
-    tz: Annotated[str, typer.Option(help="Time zone of timestamps without an offset.")] = "Asia/Seoul",
-    source: Annotated[str, typer.Option(help="Source label stored with each bar.")] = "csv",
+    tz: Annotated[
+        str, typer.Option(help="Time zone of timestamps without an offset.", callback=_checked("tz"))
+    ] = TZ_NAME,
+    source: Annotated[
+        str,
+        typer.Option(help="Source label stored with each bar (<= 32 chars).", callback=_checked("source")),
+    ] = "csv",
+    date_format: Annotated[
+        str | None,
+        typer.Option(
+            help="strptime format of the date column, e.g. '%d.%m.%Y' (default: ISO / YYYYMMDD only).",
+            callback=_checked("date_format"),
+        ),
+    ] = None,
+    encoding: Annotated[
+        str, typer.Option(help="Text encoding of the files, e.g. cp949.", callback=_checked("encoding"))
+    ] = "utf-8",
 ) -> None:
-    """Load OHLCV CSV files into the store; bad rows are quarantined with a reason."""
+    """Load OHLCV CSV files into the store, each file all-or-nothing; bad lines are quarantined with a
+    reason and their line number."""
     from pipeline.data.csv_import import count_rows, import_csv_files
 
     total = sum(count_rows(p) for p in paths)
@@ -101,6 +161,8 @@ def data_import_csv(
             symbol=symbol,
             tz=tz,
             source=source,
+            date_format=date_format,
+            encoding=encoding,
             on_progress=lambda n: progress.advance(task, n),
         )
     _print_import_summary(summary)
@@ -111,7 +173,7 @@ def data_import_csv(
 @data_app.command("summary")
 def data_summary(interval: Annotated[str, typer.Option(help="Bar interval.")] = "1d") -> None:
     """Per symbol: bar count, first and last timestamp, last close."""
-    from pipeline.demo import print_bar_summary
+    from pipeline.console import print_bar_summary
 
     print_bar_summary(console, interval)
 
@@ -165,7 +227,8 @@ def backtest(
     ] = None,
 ) -> None:
     """Walk-forward: train the A3C agent per fold, backtest it and the baselines; write PNGs and a CSV."""
-    from pipeline.backtest.report import EvaluationSpec, evaluate_symbol, print_summary
+    from pipeline.backtest.report import EvaluationSpec, evaluate_symbol
+    from pipeline.console import print_backtest_summary
     from pipeline.store import get_engine
 
     settings = get_settings()
@@ -180,12 +243,14 @@ def backtest(
     )
     try:
         result, summary, csv = evaluate_symbol(
-            spec, engine=get_engine(), futures_symbol=settings.futures_symbol
+            spec, engine=get_engine(), futures_symbol=settings.futures_symbol, etfs=settings.etf_symbols
         )
     except ValueError as exc:
         console.print(f"[red]error[/]: {exc}", soft_wrap=True)
         raise typer.Exit(1) from exc
-    print_summary(console, summary, f"{symbol} walk-forward, test windows (mean over folds and seeds)")
+    print_backtest_summary(
+        console, summary, f"{symbol} walk-forward, test windows (mean over folds and seeds)"
+    )
     console.print(f"metrics: {csv}", soft_wrap=True)
     for path in result.figures:
         console.print(f"figure:  {path}", soft_wrap=True)
@@ -235,7 +300,13 @@ def _print_import_summary(summary: object) -> None:
     table.add_row("[bold]total", *(f"[bold]{summary.total(k):,}" for k in counts), "")
     console.print(table)
     for f in summary.failed_files:
-        console.print(f"[red]error[/] {f.path}: {f.error}", soft_wrap=True)
+        console.print(Text.assemble(("error", "red"), f" {f.path}: {f.error}"), soft_wrap=True)
+    for f in summary.files:
+        shown = f.problems[:10]
+        for problem in shown:
+            console.print(f"  {Path(f.path).name} {problem}", soft_wrap=True, markup=False, highlight=False)
+        if f.rejected > len(shown):
+            console.print(f"  {Path(f.path).name}: {f.rejected - len(shown):,} more", soft_wrap=True)
     if summary.total("rejected"):
         console.print("rejected rows are in table [bold]bars_quarantine[/] with their reasons")
 

@@ -168,7 +168,9 @@ class Settings(BaseSettings):
     )
     """Indices to ingest (daily)."""
 
-    intraday_symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["005930", "KOSPI200F"])
+    intraday_symbols: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["005930", CONTINUOUS_FUTURES]
+    )
     """Symbols whose 1-minute bars are ingested every session (``KOSPI200F`` = the front-month future)."""
 
     validation_max_failure_rate: float = Field(0.05, ge=0, le=1)
@@ -180,6 +182,18 @@ class Settings(BaseSettings):
     # --- tracking --------------------------------------------------------------------------
     mlflow_tracking_uri: str | None = None
     """MLflow tracking URI. Unset: SQLite at ``<var_dir>/mlflow.db``."""
+
+    mlflow_artifact_root: str | None = None
+    """Artifact location of the experiments krx creates (a path or URI). Unset: ``<var_dir>/mlflow-artifacts``
+    (absolute, never relative to the working directory)."""
+
+    model_specs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """JSON overrides of the model specs by name (``pipeline.registry.specs``), e.g.
+    ``{"stocks-1d": {"seeds": [0, 1, 2, 3, 4]}}``; an unknown name defines a new spec."""
+
+    promotion_gate: dict[str, Any] = Field(default_factory=dict)
+    """JSON overrides of the promotion gate rules (``pipeline.registry.gate.GateRules``), e.g.
+    ``{"min_dsr_prob": 0.9}``."""
 
     log_level: str = "INFO"
     """Log level of the ``krx`` CLI and pipeline code."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
@@ -29,4 +30,18 @@ def print_bar_summary(console: Console, interval: str) -> None:
             row.last.tz_convert(KST).strftime(fmt),
             f"{row.last_close:,.2f}",
         )
+    console.print(table)
+
+
+def print_backtest_summary(console: Console, summary: pd.DataFrame, title: str) -> None:
+    """A strategies x metrics table of a walk-forward summary (``pipeline.backtest.report``)."""
+    short = {
+        "total_return": "return",
+        "max_drawdown": "max dd",
+        "hit_rate": "hit rate",
+        "costs_paid": "costs",
+    }
+    table = Table("strategy", *(short.get(c, c) for c in summary.columns), title=title)
+    for name, row in summary.iterrows():
+        table.add_row(str(name), *(f"{v:,.3f}" if abs(v) < 1000 else f"{v:,.0f}" for v in row.to_numpy()))
     console.print(table)

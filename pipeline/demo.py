@@ -11,6 +11,7 @@ from rich.table import Table
 
 from pipeline.config import Settings, get_settings, mask_url
 from pipeline.console import print_bar_summary
+from pipeline.ingest.contracts import IngestSummary, ValidationSummary
 from pipeline.ingest.quality import validate_and_featurize
 from pipeline.ingest.tasks import ingest_daily_session, ingest_minute_session
 from pipeline.kis.simulator.server import SimServer
@@ -81,30 +82,38 @@ def run_demo(
 
 
 def _walkforward(console: Console, settings: Settings, engine: sa.Engine, seconds: float) -> dict[str, Any]:
-    from pipeline.backtest.report import EvaluationSpec, evaluate_symbol, print_summary
+    from pipeline.backtest.report import EvaluationSpec, evaluate_symbol
+    from pipeline.console import print_backtest_summary
 
     symbol = settings.futures_symbol
     console.rule(
         f"5. A3C agent vs baselines on {symbol}: walk-forward, 2 folds x 3 seeds, {seconds:g} s each"
     )
     spec = EvaluationSpec(symbol=symbol, seconds_per_fold=seconds, out_dir=settings.var_dir / "reports")
-    result, summary, csv = evaluate_symbol(spec, engine=engine, futures_symbol=symbol)
-    print_summary(console, summary, f"{symbol} test windows (mean over folds and seeds)")
+    result, summary, csv = evaluate_symbol(
+        spec, engine=engine, futures_symbol=symbol, etfs=settings.etf_symbols
+    )
+    print_backtest_summary(console, summary, f"{symbol} test windows (mean over folds and seeds)")
     console.print(f"metrics: {csv}", soft_wrap=True)
     for path in result.figures:
         console.print(f"figure:  {path}", soft_wrap=True)
     return {"metrics": str(csv), "figures": [str(p) for p in result.figures]}
 
 
-def _print_ingest(console: Console, *reports: dict[str, Any]) -> None:
-    keys = ("fetched", "inserted", "updated", "unchanged", "quarantined")
-    table = Table("bars", *keys, "symbols", title="ingest")
+def _print_ingest(console: Console, *reports: IngestSummary) -> None:
+    table = Table(
+        "bars", "fetched", "inserted", "updated", "unchanged", "quarantined", "symbols", title="ingest"
+    )
     for name, r in zip(("daily", "1-minute"), reports, strict=True):
-        table.add_row(name, *(f"{r.get(k, 0):,}" for k in keys), str(len(r.get("symbols", []))))
+        counts = (r["fetched"], r["inserted"], r["updated"], r["unchanged"], r["quarantined"])
+        table.add_row(name, *(f"{c:,}" for c in counts), str(len(r["symbols"])))
     console.print(table)
+    for r in reports:
+        for warning in r["warnings"]:
+            console.print(f"[yellow]warning[/]: {warning}", soft_wrap=True)
 
 
-def _print_quality(console: Console, quality: dict[str, Any]) -> None:
+def _print_quality(console: Console, quality: ValidationSummary) -> None:
     table = Table(
         "interval", "window", "rows", "quarantined", "features", "missing sessions", title="quality"
     )
@@ -115,7 +124,7 @@ def _print_quality(console: Console, quality: dict[str, Any]) -> None:
             f"{w['start']}..{w['end']}",
             f"{w['rows_in']:,}",
             f"{w['quarantined']:,}",
-            f"{w.get('features_written', 0):,}",
+            f"{w['features_written']:,}",
             str(gaps),
         )
     console.print(table)

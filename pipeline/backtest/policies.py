@@ -27,9 +27,9 @@ class Policy(Protocol):
 
 def _level_actions(config: EnvConfig) -> tuple[int, int, int]:
     """Indices of the most long, flat and most short (flat again when short is impossible) actions."""
-    levels = np.asarray(config.levels, dtype=np.float64)
-    long_a, flat_a = int(np.argmax(levels)), int(np.argmin(np.abs(levels)))
-    short_a = int(np.argmin(levels)) if config.instrument.allow_short and levels.min() < 0 else flat_a
+    levels = config.levels
+    long_a, flat_a = config.action_for(max(levels)), config.action_for(0.0)
+    short_a = config.action_for(min(levels)) if config.instrument.allow_short and min(levels) < 0 else flat_a
     return long_a, flat_a, short_a
 
 

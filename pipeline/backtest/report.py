@@ -1,22 +1,22 @@
-"""Walk-forward evaluation of the agent on stored bars of one symbol: metrics CSV, figures, a summary."""
+"""Walk-forward evaluation of the agent on stored bars of one symbol: metrics CSV, figures, a summary
+table as data (the CLI renders it)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy.engine import Engine
 
 from pipeline.backtest.walkforward import WalkForwardConfig, WalkForwardResult, run_walkforward
+from pipeline.market import CONTINUOUS_FUTURES, InstrumentKind, classify
 from pipeline.rl.config import TrainConfig
 from pipeline.rl.env import EnvConfig
-from pipeline.rl.instruments import kospi200_futures_spec, stock_spec
+from pipeline.rl.instruments import instrument_spec
 from pipeline.store import read_bars
-from pipeline.universe import is_contract_code
 
 log = logging.getLogger(__name__)
 #: Metrics shown in the summary table, in this order.
@@ -41,17 +41,29 @@ class EvaluationSpec:
     out_dir: Path = field(default_factory=lambda: Path("var/reports"))
 
 
-def env_for(symbol: str, futures: bool | None, futures_symbol: str) -> EnvConfig:
-    """Futures for the continuous series and contract codes (short / flat / long), stocks long or flat."""
-    if futures if futures is not None else (symbol == futures_symbol or is_contract_code(symbol)):
-        return EnvConfig(instrument=kospi200_futures_spec(), levels=(-1.0, 0.0, 1.0))
-    return EnvConfig(instrument=stock_spec(), levels=(0.0, 1.0))
+def env_for(symbol: str, futures: bool | None, futures_symbol: str, etfs: Iterable[str] = ()) -> EnvConfig:
+    """The env ``symbol`` trades in: futures (the continuous series, contract codes, or ``futures=True``)
+    short / flat / long one contract; stocks and ETFs (``pipeline.market`` knows the big ones, ``etfs``
+    names more) long or flat, with their own ticks and sell tax by date. An index is refused."""
+    kind = classify(symbol, futures=(futures_symbol,), etfs=etfs)
+    if futures is not None:
+        kind = InstrumentKind.FUTURES if futures else InstrumentKind.STOCK
+    if kind is InstrumentKind.FUTURES:
+        return EnvConfig(instrument=instrument_spec(kind), levels=(-1.0, 0.0, 1.0))
+    if kind is InstrumentKind.INDEX:
+        raise ValueError(f"{symbol} is an index, which is not tradable: backtest its futures or an ETF")
+    return EnvConfig(instrument=instrument_spec(kind), levels=(0.0, 1.0))
 
 
 def evaluate_symbol(
-    spec: EvaluationSpec, *, engine: Engine, futures_symbol: str = "KOSPI200F"
+    spec: EvaluationSpec,
+    *,
+    engine: Engine,
+    futures_symbol: str = CONTINUOUS_FUTURES,
+    etfs: Iterable[str] = (),
 ) -> tuple[WalkForwardResult, pd.DataFrame, Path]:
-    """Run the walk-forward on the symbol's stored bars; returns (result, test summary, metrics CSV path)."""
+    """Run the walk-forward on the symbol's stored bars; returns (result, test summary: strategies x
+    ``SUMMARY_METRICS``, metrics CSV path)."""
     bars = read_bars(spec.symbol, spec.interval, engine=engine)
     if bars.empty:
         raise ValueError(f"no {spec.interval} bars of {spec.symbol} in the store: ingest them first")
@@ -62,7 +74,7 @@ def evaluate_symbol(
         total_steps=None,
         max_seconds=spec.seconds_per_fold,
         progress=False,
-        env=env_for(spec.symbol, spec.futures, futures_symbol),
+        env=env_for(spec.symbol, spec.futures, futures_symbol, etfs),
     )
     wf = WalkForwardConfig(
         n_folds=spec.folds,
@@ -84,17 +96,3 @@ def evaluate_symbol(
     result.metrics.to_csv(csv, index=False)
     summary = result.summary("test")[[c for c in SUMMARY_METRICS if c in result.metrics.columns]]
     return result, summary, csv
-
-
-def print_summary(console: Console, summary: pd.DataFrame, title: str) -> None:
-    """A strategies x metrics table."""
-    short = {
-        "total_return": "return",
-        "max_drawdown": "max dd",
-        "hit_rate": "hit rate",
-        "costs_paid": "costs",
-    }
-    table = Table("strategy", *(short.get(c, c) for c in summary.columns), title=title)
-    for name, row in summary.iterrows():
-        table.add_row(str(name), *(f"{v:,.3f}" if abs(v) < 1000 else f"{v:,.0f}" for v in row.to_numpy()))
-    console.print(table)

@@ -57,6 +57,15 @@ def _safe_ratio(num: np.ndarray, den: np.ndarray, fill: float) -> np.ndarray:
     return np.where((den == 0) & ~np.isnan(den), fill, out)
 
 
+def volume_zscore(volume: np.ndarray, window: int = 20) -> np.ndarray:
+    """(v_t - SMA_w(v)_t) / SD_w(v)_t over the last ``window`` bars, population SD (TA-Lib ``STDDEV``);
+    0 where the window is flat (no volume, or none recorded), NaN during the first ``window - 1`` bars.
+    The one volume z-score of the project: ``ta-v1``, ``basic`` and the regime inputs all use it."""
+    v = np.ascontiguousarray(volume, dtype=np.float64)  # [T]; TA-Lib wants contiguous float64
+    mean = talib.SMA(v, timeperiod=window)
+    return _safe_ratio(v - mean, talib.STDDEV(v, timeperiod=window, nbdev=1.0), 0.0)
+
+
 def _symbol_features(h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray) -> list[np.ndarray]:
     """All features of one symbol's contiguous, time-ordered bars, in FEATURE_COLUMNS order."""
     log_c = np.log(c)
@@ -67,7 +76,6 @@ def _symbol_features(h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray
     obv_delta = np.full_like(obv, np.nan)
     obv_delta[20:] = obv[20:] - obv[:-20]
     volume_sum = talib.SUM(v, timeperiod=20)
-    volume_std = talib.STDDEV(v, timeperiod=20, nbdev=1.0)
     return [
         ret_1,
         _lagged_log_return(log_c, 5),
@@ -82,7 +90,7 @@ def _symbol_features(h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray
         # OBV change over 20 bars as a share of the volume traded then: -1 (all down) .. +1 (all up).
         _safe_ratio(obv_delta, volume_sum, 0.0),
         talib.STDDEV(ret_1, timeperiod=20, nbdev=1.0),  # realised volatility of 1-bar log returns
-        _safe_ratio(v - talib.SMA(v, timeperiod=20), volume_std, 0.0),
+        volume_zscore(v, 20),
         c / talib.SMA(c, timeperiod=5),
         c / talib.SMA(c, timeperiod=20),
         c / talib.SMA(c, timeperiod=60),

@@ -15,8 +15,8 @@ from sklearn.metrics import silhouette_score
 from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
 
+from pipeline.features import normalise_ohlcv
 from pipeline.regimes.features import regime_features
-from pipeline.rl.features_basic import normalise_ohlcv
 
 Clusterer: TypeAlias = KMeans | GaussianMixture
 

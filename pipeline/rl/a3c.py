@@ -11,9 +11,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.rl.buffer import RolloutBuffer
+from pipeline.rl.buffer import RolloutBuffer, explained_variance
 from pipeline.rl.config import TrainConfig
-from pipeline.rl.env import VecTradingEnv
+from pipeline.rl.env import Info, VecTradingEnv
 from pipeline.rl.market import MarketArrays
 from pipeline.rl.network import LSTMActorCritic
 
@@ -127,7 +127,8 @@ class A3CWorker:
         buffer, finished = self._collect()
         # ALGO LOGIC: one forward pass with gradients over the rollout (truncated BPTT over n steps).
         logits, values, _ = self.local(buffer.obs_tensor(), state0, buffer.starts_tensor())  # [n,B,A], [n,B]
-        batch = buffer.batch(values.detach().double().numpy(), self.last_values)
+        predicted = values.detach().double().numpy()  # [n, B]
+        batch = buffer.batch(predicted, self.last_values)
         loss, metrics = a3c_loss(
             logits, values, batch.actions, batch.advantages, batch.returns, cfg.vf_coef, cfg.ent_coef
         )
@@ -148,7 +149,9 @@ class A3CWorker:
                 "rank": self.rank,
                 "global_step": steps,
                 "losses/grad_norm": float(grad_norm),
+                "losses/explained_variance": explained_variance(predicted, batch.returns.double().numpy()),
                 "charts/learning_rate": lr,
+                "charts/steps_per_s": steps / elapsed if elapsed > 0 else math.nan,
                 "charts/episode_return": float(np.mean(finished)) if finished else math.nan,
                 "charts/episodes": len(finished),
             }
@@ -169,8 +172,12 @@ class A3CWorker:
             cdf = logits.softmax(-1).numpy().cumsum(1)  # [B, A]
             action = (self.rng.random((len(cdf), 1)) > cdf[:, :-1]).sum(1)  # [B]
             obs, reward, terminated, truncated, info = self.env.step(action)
+            if not cfg.bootstrap_truncated:  # the biased variant, kept to measure the bias
+                terminated, truncated = terminated | truncated, np.zeros_like(truncated)
+            final_value = self._final_values(truncated, info)  # [B], 0 where not truncated
+            start = self.episode_start
+            buffer.add(self.obs, action, reward * cfg.reward_scale, terminated, truncated, start, final_value)
             done = terminated | truncated
-            buffer.add(self.obs, action, reward * cfg.reward_scale, done, self.episode_start)
             self.obs, self.episode_start = obs, done.astype(np.float32)
             if "episode_return" in info:
                 finished += [float(x) for x in info["episode_return"][done]]
@@ -179,6 +186,19 @@ class A3CWorker:
         )
         self.last_values = last_value.double().numpy()  # [B], V(s_n) for bootstrapping
         return buffer, finished
+
+    def _final_values(self, truncated: np.ndarray, info: Info) -> np.ndarray:
+        """V(final observation) [B] of the envs whose episode a time limit cut (0 elsewhere), evaluated with
+        the LSTM state after the episode's last observation: the state the auto-reset is about to mask."""
+        out = np.zeros(len(truncated))
+        rows = np.flatnonzero(truncated)
+        if rows.size:
+            h, c = self.state  # each [1, B, H]
+            final_obs = torch.from_numpy(info["final_obs"][rows])  # [b, D]
+            idx = torch.from_numpy(rows)
+            _, value, _ = self.local.step(final_obs, (h[:, idx], c[:, idx]), torch.zeros(rows.size))
+            out[rows] = value.double().numpy()
+        return out
 
 
 def hash_seed(seed: int, rank: int, stream: str) -> int:

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.features import get_feature_fn
 from pipeline.regimes.model import RegimeModel
 from pipeline.rl.config import TrainConfig
 from pipeline.rl.env import VecTradingEnv
-from pipeline.rl.features_basic import get_feature_fn
 from pipeline.rl.market import FeatureNormaliser, MarketArrays
 from pipeline.rl.network import LSTMActorCritic, single_threaded
 
@@ -87,7 +87,8 @@ class TradingAgent:
     def decide(self, bars: pd.DataFrame) -> dict[str, Any]:
         """Action for the bar after the last of ``bars``, replaying the agent over them to build its state.
 
-        The position the agent believes it holds is simulated by the env over the same bars.
+        The position the agent believes it holds is simulated by the env over the same bars. ``regime`` is
+        the last bar's label, or None when the agent was trained without regimes.
         """
         market = self.market(bars)
         env = VecTradingEnv(market, self.config.env, n_envs=1, auto_reset=False)
@@ -100,7 +101,7 @@ class TradingAgent:
         return {
             "action": action,
             "target_level": float(env.levels[action]),
-            "regime": int(market.regimes[-1]),
+            "regime": int(market.regimes[-1]) if market.n_regimes else None,
             "simulated_position": float(env.pos[0]),
             "timestamp": None if market.index is None else str(market.index[-1]),
         }

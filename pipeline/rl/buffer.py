@@ -1,4 +1,4 @@
-"""Rollout storage and advantages: GAE (Schulman et al. 2016) and n-step returns (Mnih et al. 2016)."""
+"""Rollout storage and advantages: GAE (Schulman et al. 2016) with terminated and truncated episodes apart."""
 
 from __future__ import annotations
 
@@ -11,41 +11,44 @@ import torch
 def compute_gae(
     rewards: np.ndarray,
     values: np.ndarray,
-    dones: np.ndarray,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+    final_values: np.ndarray,
     last_values: np.ndarray,
     gamma: float,
     gae_lambda: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Generalised advantage estimation over a rollout of n steps and B envs.
 
-    rewards, values, dones: [n, B]; ``dones[t]`` = 1 if the episode ended with step t (no bootstrap past it);
+    rewards, values, terminated, truncated, final_values: [n, B]. ``terminated[t]`` = 1 if the episode
+    truly ended with step t (nothing follows: bootstrap 0); ``truncated[t]`` = 1 if a time limit cut it
+    there (the process goes on: bootstrap from ``final_values[t]`` = V(final observation), Pardo et al.
+    2018, as SB3's ``collect_rollouts`` does); either way the next row belongs to a new episode.
     last_values: [B], V(s_n) of the observation after the last step. Schulman et al. (2016), eq. 16:
-        delta_t = r_t + gamma V(s_{t+1}) (1 - d_t) - V(s_t),   A_t = delta_t + gamma lambda (1 - d_t) A_{t+1}.
-    Returns (advantages [n, B], returns = advantages + values [n, B]). lambda = 1 gives n-step returns.
+        V'_{t+1} = 0 if terminated, V(final obs) if truncated, V(s_{t+1}) otherwise,
+        delta_t = r_t + gamma V'_{t+1} - V(s_t),   A_t = delta_t + gamma lambda (1 - e_t) A_{t+1},
+    with e_t = terminated or truncated. Returns (advantages [n, B], returns = advantages + values [n, B]);
+    lambda = 1 gives A3C's n-step returns (Mnih et al. 2016, Alg. S3).
     """
     n = rewards.shape[0]
     adv = np.zeros_like(rewards, dtype=np.float64)
     next_adv = np.zeros(rewards.shape[1], dtype=np.float64)
     next_value = np.asarray(last_values, dtype=np.float64)
     for t in reversed(range(n)):
-        nonterminal = 1.0 - dones[t]
-        delta = rewards[t] + gamma * next_value * nonterminal - values[t]
-        next_adv = delta + gamma * gae_lambda * nonterminal * next_adv
+        ended = np.maximum(terminated[t], truncated[t])
+        bootstrap = np.where(terminated[t] > 0, 0.0, np.where(truncated[t] > 0, final_values[t], next_value))
+        delta = rewards[t] + gamma * bootstrap - values[t]
+        next_adv = delta + gamma * gae_lambda * (1.0 - ended) * next_adv
         adv[t] = next_adv
         next_value = values[t]
     return adv, adv + values
 
 
-def n_step_returns(
-    rewards: np.ndarray, dones: np.ndarray, last_values: np.ndarray, gamma: float
-) -> np.ndarray:
-    """A3C's n-step return (Mnih et al. 2016, Alg. S3): R_t = r_t + gamma (1 - d_t) R_{t+1}, R_n = V(s_n)."""
-    returns = np.zeros_like(rewards, dtype=np.float64)
-    running = np.asarray(last_values, dtype=np.float64)
-    for t in reversed(range(rewards.shape[0])):
-        running = rewards[t] + gamma * (1.0 - dones[t]) * running
-        returns[t] = running
-    return returns
+def explained_variance(predicted: np.ndarray, target: np.ndarray) -> float:
+    """1 - Var(target - predicted) / Var(target): 1 for a perfect critic, 0 for a constant one, negative
+    when it is worse than a constant; NaN when the targets do not vary (as SB3's ``explained_variance``)."""
+    var = float(np.var(target))
+    return float("nan") if var == 0.0 else 1.0 - float(np.var(target - predicted)) / var
 
 
 class RolloutBatch(NamedTuple):
@@ -66,22 +69,27 @@ class RolloutBuffer:
         self.obs = np.zeros((n_steps, n_envs, obs_dim), np.float32)
         self.actions = np.zeros((n_steps, n_envs), np.int64)
         self.rewards = np.zeros((n_steps, n_envs), np.float64)
-        self.dones = np.zeros((n_steps, n_envs), np.float64)  # the episode ended with this step
+        self.terminated = np.zeros((n_steps, n_envs), np.float64)  # the episode truly ended with this step
+        self.truncated = np.zeros((n_steps, n_envs), np.float64)  # a time limit cut it after this step
+        self.final_values = np.zeros((n_steps, n_envs), np.float64)  # V(final obs) where truncated
         self.episode_starts = np.zeros((n_steps, n_envs), np.float32)  # this obs begins an episode
         self.pos = 0
 
     def add(
-        self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, done: np.ndarray, start: np.ndarray
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        start: np.ndarray,
+        final_value: np.ndarray,
     ) -> None:
-        """Store one step of all B envs."""
+        """Store one step of all B envs: obs [B, D]; the rest [B] (``final_value`` read where truncated)."""
         i = self.pos
-        self.obs[i], self.actions[i], self.rewards[i], self.dones[i], self.episode_starts[i] = (
-            obs,
-            action,
-            reward,
-            done,
-            start,
-        )
+        self.obs[i], self.actions[i], self.rewards[i] = obs, action, reward
+        self.terminated[i], self.truncated[i], self.episode_starts[i] = terminated, truncated, start
+        self.final_values[i] = np.where(np.asarray(truncated) > 0, final_value, 0.0)
         self.pos += 1
 
     def obs_tensor(self) -> torch.Tensor:
@@ -98,7 +106,16 @@ class RolloutBuffer:
 
     def batch(self, values: np.ndarray, last_values: np.ndarray) -> RolloutBatch:
         """Loss tensors, with GAE advantages and returns from ``values`` [n, B] and ``last_values`` [B]."""
-        adv, ret = compute_gae(self.rewards, values, self.dones, last_values, self.gamma, self.gae_lambda)
+        adv, ret = compute_gae(
+            self.rewards,
+            values,
+            self.terminated,
+            self.truncated,
+            self.final_values,
+            last_values,
+            self.gamma,
+            self.gae_lambda,
+        )
         return RolloutBatch(
             obs=torch.from_numpy(self.obs),
             actions=torch.from_numpy(self.actions),

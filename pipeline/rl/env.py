@@ -20,7 +20,7 @@ class EnvConfig:
     """Trading rules of one env: what is traded, which positions are allowed, how long episodes are."""
 
     instrument: InstrumentSpec = field(default_factory=stock_spec)
-    """Fees, tax, multiplier, tick, margin (see :mod:`pipeline.rl.instruments`)."""
+    """Kind, fees, tax (by date), multiplier, tick, margin (see :mod:`pipeline.rl.instruments`)."""
 
     levels: tuple[float, ...] = (0.0, 1.0)
     """Target position per discrete action: fractions of equity in [0, 1] for stocks, signed integer
@@ -40,6 +40,29 @@ class EnvConfig:
 
     volatility_penalty: float = 0.0
     """Reward penalty times the squared log return of the step (0 disables)."""
+
+    def __post_init__(self) -> None:
+        levels = np.asarray(self.levels, dtype=np.float64)
+        if levels.size == 0:
+            raise ValueError("levels must name at least one target position")
+        if not self.instrument.allow_short and ((levels < 0).any() or (levels > 1).any()):
+            raise ValueError(
+                f"{self.instrument.kind.value} levels are fractions of equity in [0, 1] (long only)"
+            )
+        if self.instrument.allow_short and (levels != np.round(levels)).any():
+            raise ValueError("futures levels are integer contract counts")
+        if self.window < 1:
+            raise ValueError(f"window must be ≥ 1, got {self.window}")
+        if self.episode_length is not None and self.episode_length < 1:
+            raise ValueError(f"episode_length must be ≥ 1 or None, got {self.episode_length}")
+        if self.initial_cash <= 0:
+            raise ValueError(f"initial_cash must be > 0, got {self.initial_cash}")
+        if self.drawdown_penalty < 0 or self.volatility_penalty < 0:
+            raise ValueError("drawdown_penalty and volatility_penalty must be ≥ 0")
+
+    def action_for(self, level: float) -> int:
+        """Index of the action whose target level is closest to ``level`` (the first one on a tie)."""
+        return int(np.argmin(np.abs(np.asarray(self.levels, dtype=np.float64) - level)))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -62,16 +85,6 @@ class EnvConfig:
         return cls(**d)
 
 
-def _validate(config: EnvConfig) -> None:
-    levels = np.asarray(config.levels, dtype=np.float64)
-    if config.instrument.kind == "stock" and ((levels < 0).any() or (levels > 1).any()):
-        raise ValueError("stock levels are fractions of equity in [0, 1] (long only)")
-    if config.instrument.kind == "futures" and (levels != np.round(levels)).any():
-        raise ValueError("futures levels are integer contract counts")
-    if config.window < 1:
-        raise ValueError("window must be ≥ 1")
-
-
 class VecTradingEnv:
     """B trading envs on one market, stepped together; auto-resets finished envs to a random start.
 
@@ -89,7 +102,6 @@ class VecTradingEnv:
         bounds: tuple[int, int] | None = None,
         auto_reset: bool = True,
     ) -> None:
-        _validate(config)
         self.market, self.config, self.n_envs, self.auto_reset = market, config, n_envs, auto_reset
         self.rng = np.random.default_rng(seed)
         lo, hi = bounds if bounds is not None else (0, len(market))
@@ -102,6 +114,7 @@ class VecTradingEnv:
         self.mult, self.short_ok = float(inst.multiplier), inst.allow_short
         self._open, self._close = market.open, market.close
         self._slip = inst.slippage_ticks * inst.ticks(market.open)  # price slippage per unit at each open
+        self.sell_tax = inst.sell_taxes(market.session_days(), len(market))  # [T] rate on a sell filled at t
         self._regimes, self._n_reg = market.regimes, market.n_regimes
         self._eye = np.eye(max(market.n_regimes, 1), dtype=np.float32)
         self._win = self._windows(market.features, config.window)  # [T, W*F] float32, row t = bars t-W+1..t
@@ -121,20 +134,28 @@ class VecTradingEnv:
         return np.concatenate([np.zeros((window - 1, window * f), np.float32), flat]).astype(np.float32)
 
     # ---- reset ------------------------------------------------------------------------------------------
-    def reset(self, seed: int | None = None, start: int | None = None, end: int | None = None) -> np.ndarray:
-        """Reset every env; ``start``/``end`` pin the episode to decisions at bars start … end-1."""
+    def reset(
+        self,
+        seed: int | None = None,
+        start: int | np.ndarray | None = None,
+        end: int | np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Reset every env; ``start``/``end`` (one bar, or one per env [B]) pin the episodes to decisions
+        at bars start … end-1."""
         if seed is not None:
             self.rng = np.random.default_rng(seed)
         self._reset_envs(np.ones(self.n_envs, dtype=bool), start, end)
         return self._obs()
 
-    def _reset_envs(self, mask: np.ndarray, start: int | None = None, end: int | None = None) -> None:
+    def _reset_envs(
+        self, mask: np.ndarray, start: int | np.ndarray | None = None, end: int | np.ndarray | None = None
+    ) -> None:
         n = int(mask.sum())
         length = self.config.episode_length
         last = self.hi - 1  # the last bar that can be marked to market
-        if start is not None:
-            starts = np.full(n, max(start, self.lo), np.int64)
-            ends = np.full(n, last if end is None else min(end, last), np.int64)
+        if start is not None:  # one start for every env, or one per env
+            starts = np.broadcast_to(np.maximum(start, self.lo), (n,)).astype(np.int64)
+            ends = np.broadcast_to(last if end is None else np.minimum(end, last), (n,)).astype(np.int64)
         elif length is None or self.lo + length >= last:
             starts, ends = np.full(n, self.lo, np.int64), np.full(n, last, np.int64)
         else:
@@ -160,7 +181,11 @@ class VecTradingEnv:
         return np.where(actions == self.prev_action, self.pos, target)
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Info]:
-        """Apply one action per env → (obs [B, D], reward [B], terminated [B], truncated [B], info)."""
+        """Apply one action per env → (obs [B, D], reward [B], terminated [B], truncated [B], info).
+
+        ``terminated``: the episode truly ended (the account is wiped out: nothing follows);
+        ``truncated``: its time limit or the end of the data cut it (the market goes on). With auto-reset,
+        finished envs restart at once and ``info["final_obs"]`` holds what they ended on."""
         a = np.array(actions, dtype=np.int64)  # a copy: prev_action must not alias the caller's array
         inst = self.config.instrument
         t = self.t
@@ -173,7 +198,7 @@ class VecTradingEnv:
             afford = np.floor(self.cash / (fill * self.mult * (1.0 + inst.buy_fee)))
             dq = np.where(dq > 0, np.minimum(dq, np.maximum(afford, 0.0)), dq)
         notional = np.abs(dq) * fill * self.mult
-        fee = notional * np.where(dq > 0, inst.buy_fee, inst.sell_fee + inst.sell_tax)
+        fee = notional * np.where(dq > 0, inst.buy_fee, inst.sell_fee + self.sell_tax[t1])
         new_pos = self.pos + dq
         self._update_entry(new_pos, dq, fill)
         self.cash = self.cash - dq * fill * self.mult - fee
@@ -191,6 +216,7 @@ class VecTradingEnv:
             "slippage": np.abs(dq) * slip * self.mult,
             "traded_notional": notional,
         }
+        obs = self._obs()
         done = terminated | truncated
         if done.any():
             info["episode_return"] = np.where(
@@ -199,8 +225,13 @@ class VecTradingEnv:
             info["episode_length"] = self.ep_len.copy()
             info["episode_cost"] = self.ep_cost.copy()
             if self.auto_reset:
+                # Gymnasium vector envs / SB3 keep the observation a finished episode ended on: a truncated
+                # episode bootstraps from V(final_obs) (Pardo et al. 2018). [B, D]; rows of envs that did
+                # not finish equal the returned obs.
+                info["final_obs"] = obs.copy()
                 self._reset_envs(done)
-        return self._obs(), reward, terminated, truncated, info
+                obs[done] = self._obs(done)
+        return obs, reward, terminated, truncated, info
 
     def _update_entry(self, new_pos: np.ndarray, dq: np.ndarray, fill: np.ndarray) -> None:
         # Average entry price: reset on open/flip, volume-weighted when adding, unchanged when reducing.
@@ -229,23 +260,21 @@ class VecTradingEnv:
         return reward, terminated
 
     # ---- observation ------------------------------------------------------------------------------------
-    def _obs(self) -> np.ndarray:
-        """[B, D] float32: feature window (W*F), regime one-hot (K), exposure, unrealised PnL / equity."""
-        t = self.t
-        obs = np.empty((self.n_envs, self.obs_dim), dtype=np.float32)
+    def _obs(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """[B, D] float32 (or [rows, D] for a boolean mask ``rows``): feature window (W*F), regime one-hot
+        (K), exposure, unrealised PnL / equity."""
+        sel = slice(None) if rows is None else rows
+        t = self.t[sel]
+        obs = np.empty((len(t), self.obs_dim), dtype=np.float32)
         wf = self._win.shape[1]
         obs[:, :wf] = self._win[t]
         if self._n_reg:
             obs[:, wf : wf + self._n_reg] = self._eye[self._regimes[t]]
         close_t = self._close[t]
-        eq = np.maximum(self.equity, 1e-12)
-        obs[:, -2] = self.pos * close_t * self.mult / eq
-        obs[:, -1] = self.pos * (close_t - self.entry) * self.mult / eq
+        pos, eq = self.pos[sel], np.maximum(self.equity[sel], 1e-12)
+        obs[:, -2] = pos * close_t * self.mult / eq
+        obs[:, -1] = pos * (close_t - self.entry[sel]) * self.mult / eq
         return obs
-
-    def action_for_level(self, level: float) -> int:
-        """Index of the action whose level is closest to ``level`` (baselines use it)."""
-        return int(np.argmin(np.abs(self.levels - level)))
 
 
 class TradingEnv(gym.Env[np.ndarray, np.int64]):

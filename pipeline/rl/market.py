@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.rl.features_basic import normalise_ohlcv
+from pipeline.features import normalise_ohlcv
+from pipeline.market import TZ_NAME
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class MarketArrays:
     n_regimes: int = 0
     """Number of regimes (size of the observation's one-hot); 0 disables the one-hot."""
     index: pd.Index | None = None
-    """Timestamps of the bars, for reports only."""
+    """Timestamps of the bars: reports, and the date of each fill (the sell tax in force that day)."""
     feature_names: tuple[str, ...] = ()
     """Names of the feature columns."""
 
@@ -52,6 +53,15 @@ class MarketArrays:
         """F, the number of feature columns."""
         return int(self.features.shape[1])
 
+    def session_days(self) -> np.ndarray | None:
+        """KST calendar date of each bar, datetime64[D] [T]; None without a DatetimeIndex. Naive timestamps
+        are read as KST; tz-aware ones (the store's UTC) are converted, so a 00:00 KST daily bar keeps its
+        day."""
+        if not isinstance(self.index, pd.DatetimeIndex):
+            return None
+        local = self.index if self.index.tz is None else self.index.tz_convert(TZ_NAME).tz_localize(None)
+        return local.to_numpy(dtype="datetime64[D]")
+
     def with_features(self, features: np.ndarray) -> MarketArrays:
         """Same bars, other features (e.g. normalised)."""
         return replace(self, features=np.ascontiguousarray(features, dtype=np.float32))
@@ -72,8 +82,10 @@ class MarketArrays:
         n_regimes: int = 0,
         high: np.ndarray | None = None,
         low: np.ndarray | None = None,
+        index: pd.Index | None = None,
     ) -> MarketArrays:
-        """Build from plain arrays; high/low default to max/min of open and close."""
+        """Build from plain arrays; high/low default to max/min of open and close. Without ``index`` the
+        bars have no dates, and a stock's dated sell tax cannot be charged (see ``InstrumentSpec``)."""
         o = np.asarray(open_, dtype=np.float64)
         c = np.asarray(close, dtype=np.float64)
         return cls(
@@ -84,6 +96,7 @@ class MarketArrays:
             features=np.ascontiguousarray(features, dtype=np.float32),
             regimes=np.zeros(len(c), np.int64) if regimes is None else np.asarray(regimes, np.int64),
             n_regimes=n_regimes,
+            index=index,
         )
 
     @classmethod

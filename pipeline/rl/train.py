@@ -74,14 +74,12 @@ def train_on_market(
     config: TrainConfig, market: MarketArrays, bounds: tuple[int, int] | None = None
 ) -> tuple[LSTMActorCritic, pd.DataFrame, int, float]:
     """A3C on prepared arrays → (global model, metrics history, env steps, seconds)."""
-    if config.total_steps is None and config.max_seconds is None:
-        raise ValueError("set total_steps or max_seconds: training needs a budget")
     torch.manual_seed(config.seed)  # the global model's initial weights
     probe = VecTradingEnv(market, config.env, n_envs=1, bounds=bounds)
     model = LSTMActorCritic(probe.obs_dim, probe.n_actions, config.hidden_size)
     optimizer = SharedAdam(model.parameters(), lr=config.learning_rate, eps=config.adam_eps)
     progress = _Progress(config.total_steps, config.progress)
-    run = run_sync if config.mode == "sync" or config.n_workers < 1 else run_async
+    run = run_sync if config.mode == "sync" else run_async
     t0 = time.time()
     try:
         steps = run(config, market, model, optimizer, progress, bounds)

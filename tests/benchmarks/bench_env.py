@@ -1,9 +1,9 @@
 """Benchmark: steps/s of the vectorised NumPy trading env (B=1024) vs a straightforward pandas-``iloc`` env.
 
 Usage: python tests/benchmarks/bench_env.py [--quick] [--envs B] [--seconds S]
-Both envs use the same bars, features, window and stock costs; the pandas env is checked to produce the same
-equity path as the NumPy env before it is timed. Ends with one JSON line: numpy_steps_per_s,
-pandas_steps_per_s, ratio (targets: ratio >= 100, numpy >= 1,000,000 steps/s batched).
+Both envs use the same bars, features, window and stock costs (sell tax by date); the pandas env is
+checked to produce the same equity path as the NumPy env before it is timed. Ends with one JSON line:
+numpy_steps_per_s, pandas_steps_per_s, ratio (targets: ratio >= 100, numpy >= 1,000,000 steps/s batched).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from pipeline.features import basic_features
+from pipeline.market import sell_tax_rate
 from pipeline.rl.env import EnvConfig, VecTradingEnv
-from pipeline.rl.features_basic import basic_features
 from pipeline.rl.instruments import stock_spec
 from pipeline.rl.market import MarketArrays
 from pipeline.rl.synthetic import regime_switching_bars
@@ -61,7 +62,8 @@ class PandasTradingEnv:
         fill = nxt["open"] + np.sign(dq) * inst.slippage_ticks * inst.tick_size
         if dq > 0:
             dq = min(dq, max(math.floor(self.cash / (fill * (1 + inst.buy_fee))), 0))
-        fee = abs(dq) * fill * (inst.buy_fee if dq > 0 else inst.sell_fee + inst.sell_tax)
+        tax = sell_tax_rate(inst.kind, nxt["day"]) if inst.sell_tax is None else inst.sell_tax  # by fill date
+        fee = abs(dq) * fill * (inst.buy_fee if dq > 0 else inst.sell_fee + tax)
         if self.pos + dq == 0:
             self.entry = 0.0
         elif self.pos == 0:
@@ -79,7 +81,8 @@ def build(n_bars: int) -> tuple[MarketArrays, pd.DataFrame, list[str], EnvConfig
     bars = regime_switching_bars(n_bars, seed=0)
     feats = basic_features(bars)
     market = MarketArrays.from_frames(bars, feats)
-    frame = pd.concat([bars[["open", "close"]], feats], axis=1).dropna().reset_index(drop=True)
+    frame = pd.concat([bars[["open", "close"]], feats], axis=1).dropna()
+    frame = frame.assign(day=frame.index.date).reset_index(drop=True)
     config = EnvConfig(
         instrument=stock_spec(tick_size=10.0), levels=(0.0, 1.0), window=WINDOW, episode_length=256
     )

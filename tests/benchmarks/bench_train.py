@@ -9,6 +9,12 @@ A3C's two learners run in parallel processes, SB3's one learner in this process 
 gives SB3 as many envs as A3C has in total).
 Afterwards each model is backtested greedily on the held-out bars. Ends with one JSON line:
 a3c_steps_per_s, sb3_a2c_steps_per_s, ratio (target >= 2), a3c_oos_return, sb3_oos_return.
+
+``--critic-seeds 0,1,2,3,4`` instead measures what bootstrapping time limits does to the critic: per seed,
+A3C (sync, ``--critic-steps`` env steps) is trained twice, treating time limits as terminal and
+bootstrapping them, and each critic's V(s_t) is compared with the discounted return on a fresh path of the
+same planted-drift process (``pipeline.rl.diagnostics.critic_error``); JSON: critic_mae_*, critic_bias_*,
+rollout_ev_* (explained variance of the last 50 updates) for ``terminal`` and ``bootstrap``.
 """
 
 from __future__ import annotations
@@ -37,16 +43,18 @@ from pipeline.backtest.metrics import compute_metrics
 from pipeline.regimes.model import RegimeConfig, RegimeModel
 from pipeline.rl.agent import AgentPolicy, prepare_market
 from pipeline.rl.config import TrainConfig
+from pipeline.rl.diagnostics import critic_error
 from pipeline.rl.env import EnvConfig, VecTradingEnv
 from pipeline.rl.market import FeatureNormaliser, MarketArrays
 from pipeline.rl.synthetic import regime_switching_bars
-from pipeline.rl.train import train_on_market
+from pipeline.rl.train import train, train_on_market
 
 N_TRAIN = 2000
 
 
 class SB3VecEnv(VecEnv):
-    """Our vectorised env behind SB3's VecEnv interface (rewards scaled like A3C's ``reward_scale``)."""
+    """Our vectorised env behind SB3's VecEnv interface (rewards scaled like A3C's ``reward_scale``; time
+    limits reported as ``TimeLimit.truncated`` with the ``terminal_observation``, so both bootstrap them)."""
 
     def __init__(self, env: VecTradingEnv, reward_scale: float) -> None:
         space = gym.spaces.Box(-np.inf, np.inf, shape=(env.obs_dim,), dtype=np.float32)
@@ -61,8 +69,13 @@ class SB3VecEnv(VecEnv):
         self.actions = actions
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
-        obs, reward, terminated, truncated, _ = self.env.step(self.actions)
-        return obs, (reward * self.scale).astype(np.float32), terminated | truncated, [{}] * self.num_envs
+        obs, reward, terminated, truncated, info = self.env.step(self.actions)
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        for i in np.flatnonzero(terminated | truncated):
+            # SB3's VecEnv convention: it bootstraps a time limit from V(terminal_observation), as A3C does.
+            cut = bool(truncated[i])
+            infos[i] = {"terminal_observation": info["final_obs"][i], "TimeLimit.truncated": cut}
+        return obs, (reward * self.scale).astype(np.float32), terminated | truncated, infos
 
     def close(self) -> None:
         pass
@@ -170,13 +183,46 @@ def bench_config(envs_per_worker: int, seconds: float) -> TrainConfig:
     )
 
 
+def compare_critics(seeds: list[int], steps: int) -> dict[str, float]:
+    """Held-out critic error with time limits treated as terminal vs bootstrapped, averaged over seeds."""
+    bars = regime_switching_bars(3000, seed=1).iloc[:N_TRAIN]
+    fresh = regime_switching_bars(6000, seed=101)
+    base = replace(bench_config(8, 1.0), mode="sync", total_steps=steps, max_seconds=None)
+    rows: dict[str, list[tuple[float, float, float]]] = {"terminal": [], "bootstrap": []}
+    for seed in seeds:
+        for name, bootstrap in (("terminal", False), ("bootstrap", True)):
+            result = train(replace(base, seed=seed, bootstrap_truncated=bootstrap), bars)
+            market = result.agent.market(fresh)
+            starts = np.arange(0, len(market) - 128 - 460 - 1, 4)  # 128-step episodes + 460 (gamma^k < 1 %)
+            err = critic_error(result.agent.model, market, result.agent.config, starts)
+            ev = float(result.history["losses/explained_variance"].tail(50).mean())
+            rows[name].append((err.mean_abs_error, err.bias, ev))
+            print(
+                f"seed {seed} {name:9s}: |V - G| {err.mean_abs_error:.3f}, bias {err.bias:+.3f}, "
+                f"rollout explained variance {ev:.3f}",
+                flush=True,
+            )
+    figures: dict[str, float] = {}
+    for name, values in rows.items():
+        mae, bias, ev = np.mean(values, axis=0)
+        figures |= {f"critic_mae_{name}": round(mae, 3), f"critic_bias_{name}": round(bias, 3)}
+        figures[f"rollout_ev_{name}"] = round(ev, 3)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="8 s per algorithm instead of 60 s")
     parser.add_argument("--seconds", type=float, default=None, help="wall-clock budget per algorithm")
     parser.add_argument("--envs", type=int, default=16, help="envs per A3C worker")
     parser.add_argument("--sb3-envs", type=int, default=None, help="envs of SB3 (default: --envs)")
+    parser.add_argument("--critic-seeds", default=None, help="compare critics over these seeds instead")
+    parser.add_argument("--critic-steps", type=int, default=100_000, help="env steps per critic run")
     args = parser.parse_args()
+    if args.critic_seeds:
+        seeds = [int(s) for s in args.critic_seeds.split(",")]
+        print(json.dumps({**compare_critics(seeds, args.critic_steps), "seeds": len(seeds)}))
+        return
     seconds = args.seconds or (8.0 if args.quick else 60.0)
     sb3_envs = args.sb3_envs or args.envs
     config = bench_config(args.envs, seconds)

@@ -9,7 +9,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from pipeline.rl.env import EnvConfig, TradingEnv, VecTradingEnv
-from pipeline.rl.instruments import kospi200_futures_spec, krx_stock_tick, stock_spec
+from pipeline.rl.instruments import kospi200_futures_spec, stock_spec
 
 STOCK = EnvConfig(instrument=stock_spec(), levels=(0.0, 1.0), window=1, episode_length=None, initial_cash=1e6)
 FUTURES = EnvConfig(
@@ -19,11 +19,6 @@ FUTURES = EnvConfig(
     episode_length=None,
     initial_cash=1e8,
 )
-
-
-def test_krx_tick_table_matches_the_exchange_rules() -> None:
-    prices = np.array([1_999, 2_000, 4_990, 10_000, 49_950, 50_000, 199_900, 200_000, 600_000])
-    assert krx_stock_tick(prices).tolist() == [1, 5, 5, 10, 50, 100, 100, 500, 1000]
 
 
 def test_stock_round_trip_costs_fee_tax_and_slippage_at_next_open(make_market) -> None:
@@ -40,7 +35,7 @@ def test_stock_round_trip_costs_fee_tax_and_slippage_at_next_open(make_market) -
     assert info["equity"][0] == pytest.approx(cash + shares * 10_200, rel=1e-12)
     assert reward[0] == pytest.approx(math.log((cash + shares * 10_200) / 1e6), rel=1e-12)
 
-    *_, info = env.step(np.array([0]))  # sell at bar 2's open - 1 tick, fee + 0.20 % tax
+    *_, info = env.step(np.array([0]))  # sell at bar 2's open - 1 tick, fee + 0.20 % tax (2026)
     sell_fill = 10_090
     cash += shares * sell_fill * (1 - 0.00015 - 0.0020)
     assert info["position"][0] == 0
@@ -163,6 +158,33 @@ def test_episodes_start_at_random_bars_and_auto_reset(make_market) -> None:
     *_, truncated, info = env.step(np.zeros(64, np.int64))
     assert truncated.all() and (info["episode_length"] == 10).all()
     assert (env.ep_len == 0).all()  # every env has already restarted
+
+
+def test_auto_reset_hands_back_the_final_observation_of_each_finished_episode(make_market) -> None:
+    closes = np.linspace(100, 200, 60)
+    market = make_market(opens=closes, closes=closes, n_features=2)
+    config = EnvConfig(window=3, episode_length=5)
+    auto = VecTradingEnv(market, config, n_envs=3, seed=4)
+    manual = VecTradingEnv(market, config, n_envs=3, auto_reset=False)
+    auto.reset()
+    manual.reset(start=0)
+    manual.t[:], manual.end[:] = auto.t, auto.end  # the same random episodes, without the reset
+    actions = np.array([1, 0, 1])
+    for _ in range(4):
+        _, _, _, _, info = auto.step(actions)
+        manual.step(actions)
+        assert "final_obs" not in info
+    obs, _, terminated, truncated, info = auto.step(actions)
+    final, *_ = manual.step(actions)
+    assert truncated.all() and not terminated.any()
+    np.testing.assert_array_equal(info["final_obs"], final)  # what the episode ended on: position included
+    assert (final[:, -2] > 0).any() and (obs[:, -2] == 0).all()  # the returned obs already starts afresh
+
+
+def test_every_action_index_for_a_level_comes_from_the_env_config() -> None:
+    futures = EnvConfig(instrument=kospi200_futures_spec(), levels=(-1.0, 0.0, 1.0))
+    assert [futures.action_for(x) for x in (-1.0, 0.0, 1.0, 0.4, -7.0)] == [0, 1, 2, 1, 0]
+    assert EnvConfig(levels=(0.0, 0.5, 1.0)).action_for(0.8) == 2
 
 
 @pytest.mark.filterwarnings("ignore:.*Box observation space:UserWarning")  # unbounded features by design

@@ -10,6 +10,7 @@ import torch
 from pipeline.backtest.engine import run_backtest
 from pipeline.backtest.metrics import compute_metrics
 from pipeline.backtest.policies import BuyAndHold
+from pipeline.regimes.model import RegimeConfig
 from pipeline.rl.agent import TradingAgent
 from pipeline.rl.network import LSTMActorCritic
 from pipeline.rl.synthetic import random_walk_bars, regime_switching_bars
@@ -95,11 +96,16 @@ def test_sync_training_is_reproducible_from_its_seed(small_train_config) -> None
     assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
 
 
-def test_a_time_budget_stops_training(small_train_config) -> None:
+def test_a_time_budget_stops_training_and_the_history_logs_throughput_and_critic_fit(
+    small_train_config,
+) -> None:
     bars = regime_switching_bars(600, seed=5)
     result = train(small_train_config(total_steps=None, max_seconds=1.5), bars)
     assert result.steps > 0 and result.seconds < 5.0
-    assert result.history["charts/learning_rate"].iloc[-1] < result.history["charts/learning_rate"].iloc[0]
+    history = result.history
+    assert history["charts/learning_rate"].iloc[-1] < history["charts/learning_rate"].iloc[0]
+    assert (history["charts/steps_per_s"] > 0).all()
+    assert (history["losses/explained_variance"].dropna() <= 1.0).all()
 
 
 def test_a_saved_agent_reloads_and_acts_identically(small_train_config, tmp_path) -> None:
@@ -111,6 +117,13 @@ def test_a_saved_agent_reloads_and_acts_identically(small_train_config, tmp_path
     pd.testing.assert_frame_equal(runs[0].frame, runs[1].frame)
     assert agent.decide(bars) == loaded.decide(bars)
     assert loaded.decide(bars)["action"] in range(len(loaded.config.env.levels))
+
+
+def test_an_agent_without_regimes_reports_no_regime(small_train_config) -> None:
+    bars = regime_switching_bars(500, seed=8)
+    config = small_train_config(total_steps=800, regimes=RegimeConfig(enabled=False))
+    decision = train(config, bars.iloc[:400]).agent.decide(bars)
+    assert decision["regime"] is None and decision["action"] in (0, 1)
 
 
 def test_actions_up_to_t_do_not_change_when_future_bars_change(small_train_config) -> None:

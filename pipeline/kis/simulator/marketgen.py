@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.market import (
+    CONTINUOUS_FUTURES,
     INDEX_CODES,
     KST,
     InstrumentKind,
@@ -34,7 +35,7 @@ HISTORY_END = date(2030, 12, 31)
 SUBSTEPS = 4
 REGIMES = ("trend", "mean_revert", "high_vol")
 #: Every KOSPI200 futures code is served from one continuous series (the simulator does not roll contracts).
-FUTURES_SERIES = "KOSPI200F"
+FUTURES_SERIES = CONTINUOUS_FUTURES
 # Daily regime transition matrix (rows: from). Persistent regimes give weeks-long episodes.
 _TRANSITIONS = np.array([[0.97, 0.02, 0.01], [0.02, 0.97, 0.01], [0.03, 0.04, 0.93]])
 _VOL_MULT = np.array([0.8, 0.7, 2.2])

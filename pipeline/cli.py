@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from pipeline.cli_model import mlflow_app, model_app
 from pipeline.config import get_settings
 from pipeline.kis.cli import sim
 from pipeline.market import TZ_NAME
@@ -28,6 +29,8 @@ data_app = typer.Typer(help="Load and inspect market data in the store.", no_arg
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
+app.add_typer(model_app, name="model")
+app.add_typer(mlflow_app, name="mlflow")
 
 console = Console()
 

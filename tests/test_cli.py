@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.market import TZ_NAME
 
 runner = CliRunner()
 
@@ -117,3 +118,50 @@ def test_backtest_of_a_symbol_without_bars_is_a_clear_error(isolated_settings: P
     result = runner.invoke(app, ["backtest", "NOPE"], terminal_width=200)
     assert result.exit_code == 1
     assert "no 1d bars of NOPE in the store" in result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--interval", "1minute"], "unknown interval '1minute'"),
+        (["--symbol", "S" * 40], "invalid symbol"),
+        (["--source", "s" * 40], "source label"),
+        (["--date-format", "%d"], "date format"),
+    ],
+)
+def test_import_csv_refuses_options_outside_the_rules_with_one_clear_message(
+    tmp_path: Path, option: list[str], message: str
+) -> None:
+    runner.invoke(app, ["db", "upgrade"])
+    path = tmp_path / "005930.csv"
+    path.write_text("date,open,high,low,close,volume\n2024-01-02,10,11,9,10,5\n")
+    result = runner.invoke(app, ["data", "import-csv", str(path), *option], terminal_width=200)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_import_csv_names_the_line_of_an_ambiguous_date_and_reads_it_with_date_format(tmp_path: Path) -> None:
+    runner.invoke(app, ["db", "upgrade"])
+    path = tmp_path / "005930.csv"
+    path.write_text("date,open,high,low,close,volume\n02.01.2024,10,11,9,10,5\n03.01.2024,10,11,9,10,5\n")
+    failed = runner.invoke(app, ["data", "import-csv", str(path)], terminal_width=200)
+    assert failed.exit_code == 1
+    assert "line 2: date '02.01.2024' is ambiguous" in failed.output and "--date-format" in failed.output
+    ok = runner.invoke(
+        app, ["data", "import-csv", str(path), "--date-format", "%d.%m.%Y"], terminal_width=200
+    )
+    assert ok.exit_code == 0, ok.output
+    from pipeline.store import read_bars
+
+    stamps = read_bars("005930")["ts"].dt.tz_convert(TZ_NAME).dt.strftime("%Y-%m-%d %H:%M")
+    assert list(stamps) == ["2024-01-02 00:00", "2024-01-03 00:00"]
+
+
+def test_import_csv_lists_the_lines_it_quarantined(tmp_path: Path) -> None:
+    runner.invoke(app, ["db", "upgrade"])
+    path = tmp_path / "005930.csv"
+    path.write_text("date,open,high,low,close,volume\n2024-01-02,10,11,9,10,5\n2024-01-03,10,9,9,10,5\n")
+    result = runner.invoke(app, ["data", "import-csv", str(path)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "line 3: high < max(open, close)" in result.output

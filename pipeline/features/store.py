@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline.features.ta import FEATURE_COLUMNS, FEATURE_SET_VERSION
 from pipeline.store.schema import features as features_table
+from pipeline.store.times import to_utc
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +78,6 @@ def upsert_features(features: pd.DataFrame, engine: Engine, feature_set: str = F
     return written
 
 
-def _utc(value: dt.datetime | pd.Timestamp | str) -> dt.datetime:
-    ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.to_pydatetime()
-
-
 def read_features(
     symbols: str | Iterable[str] | None,
     interval: str,
@@ -100,9 +95,9 @@ def read_features(
     if symbols is not None:
         query = query.where(t.c.symbol.in_([symbols] if isinstance(symbols, str) else list(symbols)))
     if start is not None:
-        query = query.where(t.c.ts >= _utc(start))
+        query = query.where(t.c.ts >= to_utc(start))
     if end is not None:
-        query = query.where(t.c.ts < _utc(end))
+        query = query.where(t.c.ts < to_utc(end))
     with engine.connect() as conn:
         rows = conn.execute(query.order_by(t.c.symbol, t.c.ts)).all()
     keys = pd.DataFrame([r[:3] for r in rows], columns=_KEY)

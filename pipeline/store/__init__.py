@@ -1,12 +1,20 @@
 """The market store: schema, migrations, idempotent bar upserts and reads (SQLite or PostgreSQL)."""
 
-from pipeline.store.bars import UpsertResult, read_bars, summarize_bars, upsert_bars
-from pipeline.store.db import create_store_engine, get_engine
+from pipeline.store.bars import UpsertResult, read_bars, summarize_bars, upsert_bars, write_checked
+from pipeline.store.db import create_store_engine, get_engine, write_transaction
 from pipeline.store.load import LoadResult, load_bars
 from pipeline.store.quarantine import move_to_quarantine, quarantine_bars
-from pipeline.store.validation import BarValidationError, CheckedBars, check_bars
+from pipeline.store.validation import (
+    INTERVALS,
+    BarValidationError,
+    CheckedBars,
+    check_bars,
+    validate_interval,
+    validate_label,
+)
 
 __all__ = [
+    "INTERVALS",
     "BarValidationError",
     "CheckedBars",
     "LoadResult",
@@ -20,4 +28,8 @@ __all__ = [
     "read_bars",
     "summarize_bars",
     "upsert_bars",
+    "validate_interval",
+    "validate_label",
+    "write_checked",
+    "write_transaction",
 ]

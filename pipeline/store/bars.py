@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from pipeline.store import pgcopy
-from pipeline.store.db import get_engine, is_postgres
+from pipeline.store.db import get_engine, hold_writers_lock, in_transaction, is_postgres
 from pipeline.store.schema import bars
-from pipeline.store.validation import COLUMNS, KEY, BarValidationError, check_bars
+from pipeline.store.times import to_utc
+from pipeline.store.validation import COLUMNS, KEY, BarValidationError, check_bars, validate_label
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class UpsertResult:
 
 def upsert_bars(
     df: pd.DataFrame,
-    engine: Engine | None = None,
+    engine: Engine | Connection | None = None,
     *,
     source: str = "unknown",
     chunk_rows: int | None = None,
@@ -57,22 +58,39 @@ def upsert_bars(
     ``df`` needs columns symbol, interval, ts (tz-aware), open, high, low, close, volume; turnover and
     source are optional. Any invalid row makes the whole batch fail with :class:`BarValidationError`,
     which lists the offending rows; nothing is written then. Rerunning the same batch changes nothing.
+    ``engine`` may be a connection inside the caller's transaction (see ``db.write_transaction``).
     """
     started = time.perf_counter()
-    engine = engine or get_engine()
+    validate_label(source)
     checked = check_bars(df, source=source)
     if len(checked.rejected):
         raise BarValidationError(checked.rejected, len(df))
-    good = checked.good.sort_values(KEY, kind="stable").reset_index(drop=True)
+    return write_checked(checked.good, engine or get_engine(), chunk_rows=chunk_rows, started=started)
+
+
+def write_checked(
+    good: pd.DataFrame,
+    bind: Engine | Connection,
+    *,
+    chunk_rows: int | None = None,
+    started: float | None = None,
+) -> UpsertResult:
+    """Upsert rows that already passed :func:`check_bars` (its ``good`` frame), in ``bind``'s transaction
+    when it is a connection, else in a transaction of its own."""
+    started = time.perf_counter() if started is None else started
+    if good.empty:
+        return UpsertResult(0, 0, 0, time.perf_counter() - started)
     if chunk_rows is None:
         from pipeline.config import get_settings
 
         chunk_rows = get_settings().upsert_chunk_rows
-    if good.empty:
-        return UpsertResult(0, 0, 0, time.perf_counter() - started)
-    writer = _upsert_postgres if is_postgres(engine) else _upsert_sqlite
-    with _wrap_driver_errors(engine):
-        inserted, updated = writer(engine, good, chunk_rows)
+    good = good.sort_values(KEY, kind="stable").reset_index(drop=True)
+    with in_transaction(bind) as conn, _wrap_driver_errors(conn):
+        # Shared writers' lock first, so a multi-batch writer (write_transaction(exclusive=True)) can keep
+        # all others out while its per-symbol locks come in no global order.
+        hold_writers_lock(conn)
+        writer = _upsert_postgres if is_postgres(conn) else _upsert_sqlite
+        inserted, updated = writer(conn, good, chunk_rows)
     result = UpsertResult(inserted, updated, len(good) - inserted - updated, time.perf_counter() - started)
     log.info(
         "upserted %d bars: %d inserted, %d updated, %d unchanged (%.0f rows/s)",
@@ -86,14 +104,14 @@ def upsert_bars(
 
 
 @contextmanager
-def _wrap_driver_errors(engine: Engine) -> Iterator[None]:
+def _wrap_driver_errors(conn: Connection) -> Iterator[None]:
     """Raw driver cursors bypass SQLAlchemy; re-raise their errors as ``sqlalchemy.exc.DBAPIError`` so
     callers see the same exception types whichever backend is configured."""
-    base = engine.dialect.loaded_dbapi.Error
+    base = conn.dialect.loaded_dbapi.Error
     try:
         yield
     except base as exc:
-        raise sa.exc.DBAPIError.instance(None, None, exc, base, dialect=engine.dialect) from exc
+        raise sa.exc.DBAPIError.instance(None, None, exc, base, dialect=conn.dialect) from exc
 
 
 def _chunks(df: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
@@ -101,7 +119,8 @@ def _chunks(df: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
         yield df.iloc[start : start + size]
 
 
-# --- PostgreSQL: binary COPY into a temp table, then one INSERT ... ON CONFLICT per chunk ---------------
+# --- PostgreSQL: binary COPY into a temp table, then per chunk an UPDATE of changed rows and an
+# anti-join INSERT of missing ones (no ON CONFLICT, see below) -----------------------------------------
 _PG_STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS _bars_stage (
     sym int4, iv int4, ts timestamptz, open float8, high float8, low float8, close float8,
@@ -144,7 +163,7 @@ def _codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
     return codes.astype(np.int32) + 1, [str(x) for x in labels]
 
 
-def _upsert_postgres(engine: Engine, good: pd.DataFrame, chunk_rows: int) -> tuple[int, int]:
+def _upsert_postgres(conn: Connection, good: pd.DataFrame, chunk_rows: int) -> tuple[int, int]:
     sym, syms = _codes(good["symbol"])
     iv, ivs = _codes(good["interval"])
     src, srcs = _codes(good["source"])
@@ -158,34 +177,33 @@ def _upsert_postgres(engine: Engine, good: pd.DataFrame, chunk_rows: int) -> tup
         "src": src,
     }
     params = {"syms": syms, "ivs": ivs, "srcs": srcs}
-    return _pg_transaction(engine, columns, params, chunk_rows)
+    return _pg_merge(conn, columns, params, chunk_rows)
 
 
-def _pg_transaction(
-    engine: Engine, columns: dict[str, np.ndarray], params: dict[str, Any], chunk_rows: int
+def _pg_merge(
+    conn: Connection, columns: dict[str, np.ndarray], params: dict[str, Any], chunk_rows: int
 ) -> tuple[int, int]:
     n = len(columns["sym"])
     inserted = updated = 0
-    with engine.begin() as conn:
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cur:
-            cur.execute(_PG_STAGE)
-            cur.execute(_PG_LOCK, params)
-            for start in range(0, n, chunk_rows):
-                part = {k: v[start : start + chunk_rows] for k, v in columns.items()}
-                with cur.copy("COPY _bars_stage FROM STDIN (FORMAT BINARY)") as copy:
-                    for block in pgcopy.encode_rows(pgcopy.STAGE_LAYOUT, part):
-                        copy.write(block)
-                cur.execute(_PG_UPDATE, params)
-                updated += cur.rowcount
-                cur.execute(_PG_INSERT, params)
-                inserted += cur.rowcount
-                cur.execute("TRUNCATE _bars_stage")
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur:
+        cur.execute(_PG_STAGE)
+        cur.execute(_PG_LOCK, params)
+        for start in range(0, n, chunk_rows):
+            part = {k: v[start : start + chunk_rows] for k, v in columns.items()}
+            with cur.copy("COPY _bars_stage FROM STDIN (FORMAT BINARY)") as copy:
+                for block in pgcopy.encode_rows(pgcopy.STAGE_LAYOUT, part):
+                    copy.write(block)
+            cur.execute(_PG_UPDATE, params)
+            updated += cur.rowcount
+            cur.execute(_PG_INSERT, params)
+            inserted += cur.rowcount
+            cur.execute("TRUNCATE _bars_stage")
     return inserted, updated
 
 
-# --- SQLite: one IMMEDIATE transaction (a second writer process waits on busy_timeout) --------------
+# --- SQLite: inside the caller's IMMEDIATE transaction (a second writer process waits on busy_timeout) --
 _SQLITE_STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS _bars_stage (
     symbol TEXT, interval TEXT, ts TEXT, open REAL, high REAL, low REAL, close REAL,
@@ -232,38 +250,22 @@ def _sqlite_rows(df: pd.DataFrame, now: str) -> Iterable[tuple[Any, ...]]:
     )
 
 
-def _upsert_sqlite(engine: Engine, good: pd.DataFrame, chunk_rows: int) -> tuple[int, int]:
+def _upsert_sqlite(conn: Connection, good: pd.DataFrame, chunk_rows: int) -> tuple[int, int]:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     inserted = updated = 0
-    raw = engine.raw_connection()
-    try:
-        con: Any = raw.driver_connection
-        previous, con.isolation_level = con.isolation_level, None  # we issue BEGIN/COMMIT ourselves
-        try:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                con.execute(_SQLITE_STAGE)
-                for part in _chunks(good, chunk_rows):
-                    con.execute("DELETE FROM _bars_stage")
-                    con.executemany(
-                        f"INSERT INTO _bars_stage VALUES ({', '.join('?' * 11)})", _sqlite_rows(part, now)
-                    )
-                    inserted += con.execute(_SQLITE_NEW).fetchone()[0]
-                    updated += con.execute(_SQLITE_CHANGED).fetchone()[0]
-                    con.execute(_SQLITE_MERGE)
-                con.execute("DELETE FROM _bars_stage")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        finally:
-            con.isolation_level = previous
-    finally:
-        raw.close()
+    con: Any = conn.connection.driver_connection  # same transaction, without per-row SQLAlchemy cost
+    con.execute(_SQLITE_STAGE)
+    for part in _chunks(good, chunk_rows):
+        con.execute("DELETE FROM _bars_stage")
+        con.executemany(f"INSERT INTO _bars_stage VALUES ({', '.join('?' * 11)})", _sqlite_rows(part, now))
+        inserted += con.execute(_SQLITE_NEW).fetchone()[0]
+        updated += con.execute(_SQLITE_CHANGED).fetchone()[0]
+        con.execute(_SQLITE_MERGE)
+    con.execute("DELETE FROM _bars_stage")
     return inserted, updated
 
 
-# --- reads and quarantine ---------------------------------------------------------------------------
+# --- reads ---------------------------------------------------------------------------------------
 def read_bars(
     symbols: str | Iterable[str] | None = None,
     interval: str = "1d",
@@ -281,9 +283,9 @@ def read_bars(
         wanted = [symbols] if isinstance(symbols, str) else list(symbols)
         query = query.where(bars.c.symbol.in_(wanted))
     if start is not None:
-        query = query.where(bars.c.ts >= _utc(start))
+        query = query.where(bars.c.ts >= to_utc(start))
     if end is not None:
-        query = query.where(bars.c.ts < _utc(end))
+        query = query.where(bars.c.ts < to_utc(end))
     query = query.order_by(bars.c.symbol, bars.c.ts)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
@@ -293,12 +295,6 @@ def read_bars(
         frame[col] = frame[col].astype("float64")
     frame["volume"] = frame["volume"].astype("int64")
     return frame
-
-
-def _utc(value: dt.datetime | pd.Timestamp | str) -> dt.datetime:
-    ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.to_pydatetime()
 
 
 def summarize_bars(interval: str = "1d", engine: Engine | None = None) -> pd.DataFrame:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 
 _ENGINES: dict[str, Engine] = {}
+#: PostgreSQL advisory lock (per schema: one store) every bars writer holds shared, and a multi-batch
+#: writer (a CSV file) exclusive.
+BARS_WRITERS_LOCK = "hashtextextended('krx.bars.writers:' || coalesce(current_schema(), ''), 0)"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -76,3 +81,38 @@ def timescale_enabled(conn: Connection) -> bool:
         return False
     row = conn.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).first()
     return row is not None
+
+
+@contextmanager
+def write_transaction(engine: Engine, *, exclusive: bool = False) -> Iterator[Connection]:
+    """One transaction for writes that must land together (a batch and its quarantine, a whole file).
+
+    SQLite: ``BEGIN IMMEDIATE`` takes the write lock up front, so a second writer waits (busy timeout)
+    instead of failing when it upgrades a read lock. PostgreSQL with ``exclusive``: no other bars writer
+    runs until commit; needed when one transaction upserts several batches, whose per-symbol locks are
+    not taken in one sorted order and could otherwise deadlock with another writer."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif exclusive and is_postgres(conn):
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({BARS_WRITERS_LOCK})")
+        yield conn
+
+
+def hold_writers_lock(conn: Connection) -> None:
+    """PostgreSQL: take the bars writers' lock shared until the transaction ends (re-entrant; a no-op on
+    SQLite, whose IMMEDIATE transaction already excludes other writers). Taken first by every writer, so
+    all lock in the same order: writers' lock, quarantine keys, per-symbol locks."""
+    if is_postgres(conn):
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({BARS_WRITERS_LOCK})")
+
+
+@contextmanager
+def in_transaction(bind: Engine | Connection) -> Iterator[Connection]:
+    """``bind`` itself when it is a connection (the caller owns the transaction), else a new
+    :func:`write_transaction` on the engine."""
+    if isinstance(bind, Connection):
+        yield bind
+        return
+    with write_transaction(bind) as conn:
+        yield conn

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,10 +14,17 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from pipeline.store.db import get_engine, timescale_available, timescale_enabled
+from pipeline.store.db import get_engine, is_postgres, timescale_available, timescale_enabled
 from pipeline.store.schema import metadata
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+#: How long a second ``krx db upgrade`` waits for the first one before giving up (seconds).
+LOCK_TIMEOUT_S = 600
+# One lock per database and schema, so migrations of other schemas (tests) do not wait on each other.
+_PG_MIGRATION_LOCK = (
+    "SELECT pg_advisory_xact_lock(hashtextextended("
+    "'krx.migrate:' || current_database() || ':' || coalesce(current_schema(), ''), 0))"
+)
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -27,13 +36,37 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine | None = None, revision: str = "head") -> str | None:
-    """Migrate the store to ``revision``; returns the revision it is at afterwards."""
+    """Migrate the store to ``revision``; returns the revision it is at afterwards.
+
+    Serialised: concurrent upgrades of one store (several ``krx db upgrade``, DAG tasks starting
+    together) run one after the other, and the later ones find nothing to do. PostgreSQL: a
+    transaction-scoped advisory lock per database and schema, taken before Alembic reads its version
+    table. SQLite: a file lock beside the database file, and the migration runs in one ``BEGIN
+    IMMEDIATE`` transaction, so a failed one leaves no half-made schema behind."""
     engine = engine or get_engine()
     cfg = alembic_config(engine)
-    with engine.begin() as conn:
+    with _sqlite_file_lock(engine), engine.begin() as conn:
+        if is_postgres(conn):
+            conn.exec_driver_sql(_PG_MIGRATION_LOCK)
+        elif conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
     return current_revision(engine)
+
+
+@contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    from filelock import FileLock
+
+    path = Path(database).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_name(path.name + ".migrate.lock")), timeout=LOCK_TIMEOUT_S):
+        yield
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -95,8 +95,12 @@ bars_quarantine = sa.Table(
     sa.Column("ts_raw", sa.String(64)),
     sa.Column("raw", sa.JSON, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("source", sa.String(64), nullable=False, server_default="unknown"),
+    sa.Column("source", sa.String(255), nullable=False, server_default="unknown"),  # e.g. csv:<file name>
+    # sha256 of the row as received (see quarantine.row_key): with source, the natural key that makes
+    # quarantining the same row again (a rerun, a retry, a second importer) a no-op.
+    sa.Column("row_key", sa.String(64), nullable=False),
     _ts("quarantined_at", nullable=False, default=_now),
+    sa.UniqueConstraint("source", "row_key"),
 )
 
 features = sa.Table(

@@ -3,17 +3,51 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
+
+from pipeline.market import TZ_NAME, SymbolError, validate_symbol
+from pipeline.store.schema import bars
+from pipeline.store.times import has_tz_suffix
 
 KEY = ["symbol", "interval", "ts"]
 PRICES = ["open", "high", "low", "close"]
 REQUIRED = [*KEY, *PRICES, "volume"]
 COLUMNS = [*REQUIRED, "turnover", "source"]
-_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
+#: Bar intervals the store accepts: KIS minute-chart steps, daily and weekly bars.
+INTERVALS = ("1m", "3m", "5m", "10m", "15m", "30m", "60m", "1d", "1w")
+#: Intervals whose bars are stamped at 00:00 KST of their (first) session date, not at a clock time.
+SESSION_INTERVALS = frozenset({"1d", "1w"})
+
+
+def validate_interval(interval: object) -> str:
+    """Return ``interval`` if it is one of :data:`INTERVALS`; raise ``ValueError`` naming them otherwise."""
+    if isinstance(interval, str) and interval in INTERVALS:
+        return interval
+    raise ValueError(f"unknown interval {interval!r}: use one of {', '.join(INTERVALS)}")
+
+
+def _width(column: sa.Column[str]) -> int | None:
+    return getattr(column.type, "length", None)
+
+
+def validate_label(value: str, column: sa.Column[str] | None = None) -> str:
+    """Return ``value`` if it fits ``column`` (default ``bars.source``); raise a ``ValueError`` that says
+    how long it is and what fits. Checked before writing, so every backend answers the same."""
+    column = bars.c.source if column is None else column
+    limit = _width(column)
+    if not value:
+        raise ValueError(f"{column.name} label must not be empty")
+    if limit is not None and len(value) > limit:
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        raise ValueError(
+            f"{column.name} label {shown!r} is {len(value)} characters; at most {limit} fit "
+            f"{column.table.name}.{column.name}"
+        )
+    return value
 
 
 class BarValidationError(ValueError):
@@ -53,7 +87,7 @@ def _coerce_ts(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC"), np.zeros(len(values), dtype=bool)
     if pd.api.types.is_datetime64_dtype(values.dtype):
-        raise ValueError("column 'ts' is timezone-naive: localise it (e.g. Asia/Seoul) before storing")
+        raise ValueError(f"column 'ts' is timezone-naive: localise it (e.g. {TZ_NAME}) before storing")
     # Mixed input from a broker or a file (Timestamps, strings, blanks): judge each value on its own.
     naive = np.array([_is_naive(v) for v in values], dtype=bool)
     parsed = pd.to_datetime(values.where(~naive), errors="coerce", utc=True, format="mixed")
@@ -66,16 +100,44 @@ def _is_naive(value: object) -> bool:
     if isinstance(value, str):
         text = value.strip()
         parsable = not pd.isna(pd.to_datetime(text, errors="coerce"))
-        return bool(text) and _OFFSET.search(text) is None and parsable
+        return bool(text) and not has_tz_suffix(text) and parsable
     return False
+
+
+def _rule_reasons(reasons: pd.Series, out: pd.DataFrame) -> pd.Series:
+    """Reasons from the symbol rule, the interval set and the source width (judged per distinct value)."""
+    for column, judge in (("symbol", _symbol_problem), ("interval", _interval_problem)):
+        values = out[column].dropna()
+        for value in values[values != ""].unique():
+            problem = judge(str(value))
+            if problem:
+                reasons = _add(reasons, (out[column] == value).fillna(False), problem)
+    limit = _width(bars.c.source)
+    if limit is None:
+        return reasons
+    too_long = (out["source"].str.len() > limit).fillna(False)
+    return _add(reasons, too_long, f"source is longer than {limit} characters")
+
+
+def _symbol_problem(symbol: str) -> str | None:
+    try:
+        validate_symbol(symbol)
+    except SymbolError as exc:
+        return str(exc)
+    return None
+
+
+def _interval_problem(interval: str) -> str | None:
+    return None if interval in INTERVALS else f"unknown interval {interval!r} (known: {', '.join(INTERVALS)})"
 
 
 def check_bars(df: pd.DataFrame, *, source: str = "unknown") -> CheckedBars:
     """Split ``df`` into storable bars and rejected rows (each with every reason it failed).
 
-    Rejected: missing symbol/interval/ts, prices that are not finite or not positive,
-    ``high < max(open, close)``, ``low > min(open, close)``, volume missing, negative or fractional,
-    and keys (symbol, interval, ts) that appear more than once in the batch.
+    Rejected: missing symbol/interval/ts, a symbol outside ``pipeline.market.validate_symbol``'s rule, an
+    interval outside :data:`INTERVALS`, a source longer than ``bars.source``, prices that are not finite
+    or not positive, ``high < max(open, close)``, ``low > min(open, close)``, volume missing, negative or
+    fractional, and keys (symbol, interval, ts) that appear more than once in the batch.
     """
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
@@ -94,6 +156,7 @@ def check_bars(df: pd.DataFrame, *, source: str = "unknown") -> CheckedBars:
     reasons = pd.Series("", index=df.index, dtype=object)
     reasons = _add(reasons, out["symbol"].isna() | (out["symbol"] == ""), "symbol is empty")
     reasons = _add(reasons, out["interval"].isna() | (out["interval"] == ""), "interval is empty")
+    reasons = _rule_reasons(reasons, out)
     reasons = _add(reasons, naive_ts, "ts has no time zone")
     reasons = _add(reasons, out["ts"].isna() & ~naive_ts, "ts is missing or unparsable")
     prices = out[PRICES].to_numpy()

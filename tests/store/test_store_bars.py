@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline.store import BarValidationError, quarantine_bars, read_bars, upsert_bars
 from tests.factories import bars_frame, count_bars
+from tests.store.faults import install_failing_trigger
 
 
 def test_upserting_the_same_bars_twice_keeps_one_copy(store: Engine) -> None:
@@ -92,27 +93,10 @@ def test_duplicate_keys_in_one_batch_are_rejected(store: Engine) -> None:
     assert count_bars(store) == 0
 
 
-def _install_failing_trigger(engine: Engine) -> None:
-    with engine.begin() as conn:
-        if engine.dialect.name == "sqlite":
-            conn.exec_driver_sql(
-                "CREATE TRIGGER boom BEFORE INSERT ON bars WHEN NEW.symbol = 'BOOM' "
-                "BEGIN SELECT RAISE(ABORT, 'simulated crash'); END"
-            )
-        else:
-            conn.exec_driver_sql(
-                "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                "IF NEW.symbol = 'BOOM' THEN RAISE EXCEPTION 'simulated crash'; END IF; RETURN NEW; END $$"
-            )
-            conn.exec_driver_sql(
-                "CREATE TRIGGER boom BEFORE INSERT ON bars FOR EACH ROW EXECUTE FUNCTION boom()"
-            )
-
-
 def test_a_failure_mid_write_leaves_nothing_half_written(store: Engine) -> None:
     good = bars_frame(symbols=("005930", "000660"), n=30)
     upsert_bars(good.iloc[:10], store)  # some bars already stored
-    _install_failing_trigger(store)
+    install_failing_trigger(store)
     batch = pd.concat([good, bars_frame(symbols=("BOOM",), n=3)], ignore_index=True)
     changed = batch.copy()
     changed.loc[:9, "volume"] = 1  # updates to existing rows are rolled back too
@@ -190,3 +174,82 @@ def test_moving_stored_bars_to_quarantine_removes_them_atomically(store: Engine)
     with store.connect() as conn:
         rows = conn.execute(sa.text("SELECT symbol, reason, source FROM bars_quarantine")).all()
     assert rows == [("005930", "return outside the daily price limit", "validation")] * 2
+
+
+def _stored_row(engine: Engine, symbol: str, ts: pd.Timestamp) -> tuple[object, ...]:
+    from pipeline.store.schema import bars as table
+
+    query = sa.select(table.c.source, table.c.ingested_at).where(
+        table.c.symbol == symbol, table.c.ts == ts.to_pydatetime()
+    )
+    with engine.connect() as conn:
+        return tuple(conn.execute(query).one())
+
+
+def test_an_identical_bar_upserted_again_is_not_rewritten_even_from_another_source(store: Engine) -> None:
+    bars = bars_frame(symbols=("005930",), n=3)
+    upsert_bars(bars, store, source="kis")
+    before = _stored_row(store, "005930", bars["ts"].iloc[1])
+    again = upsert_bars(bars, store, source="csv")
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 3)
+    after = _stored_row(store, "005930", bars["ts"].iloc[1])
+    assert after == before  # neither source nor ingested_at was rewritten
+    assert set(read_bars("005930", engine=store)["source"]) == {"kis"}
+
+
+def test_a_fractional_volume_is_rejected_not_rounded(store: Engine) -> None:
+    bars = bars_frame(symbols=("005930",), n=3)
+    bars["volume"] = bars["volume"].astype("float64")
+    bars.loc[1, "volume"] = 1.5
+    with pytest.raises(BarValidationError, match="volume is not a whole number"):
+        upsert_bars(bars, store)
+    assert count_bars(store) == 0
+
+
+def test_naive_timestamp_strings_are_refused_not_guessed(store: Engine) -> None:
+    bars = bars_frame(symbols=("005930",), n=3).astype({"ts": object})
+    bars.loc[0, "ts"] = "2024-01-02 00:00:00"  # no zone: could be UTC or KST
+    bars.loc[1, "ts"] = "2024-01-03T00:00:00+09:00"
+    bars.loc[2, "ts"] = "2024-01-04 00:00"
+    with pytest.raises(BarValidationError) as caught:
+        upsert_bars(bars, store)
+    assert sorted(caught.value.rejected.index) == [0, 2]
+    assert (caught.value.rejected["reason"] == "ts has no time zone").all()
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("symbol", "S" * 40, "invalid symbol"),
+        ("symbol", "삼성전자", "invalid symbol"),
+        ("interval", "1minute", "unknown interval '1minute'"),
+        ("interval", "2d", "unknown interval '2d'"),
+    ],
+)
+def test_symbols_and_intervals_outside_the_rules_are_rejected_alike_on_both_backends(
+    store: Engine, column: str, value: str, reason: str
+) -> None:
+    bars = bars_frame(symbols=("005930",), n=3)
+    bars.loc[1, column] = value
+    with pytest.raises(BarValidationError) as caught:
+        upsert_bars(bars, store)
+    assert list(caught.value.rejected.index) == [1]
+    assert reason in caught.value.rejected.loc[1, "reason"]
+    assert count_bars(store) == 0
+
+
+def test_a_source_label_longer_than_the_column_is_a_clear_error_on_both_backends(store: Engine) -> None:
+    with pytest.raises(ValueError, match=r"source label .* is 40 characters; at most 32"):
+        upsert_bars(bars_frame(n=2), store, source="x" * 40)
+    assert count_bars(store) == 0
+
+
+def test_a_batch_with_a_missing_symbol_names_that_row_and_judges_the_others(store: Engine) -> None:
+    bars = bars_frame(symbols=("005930",), n=3).astype({"symbol": object})
+    bars.loc[0, "symbol"] = None
+    bars.loc[2, "symbol"] = "S" * 40
+    with pytest.raises(BarValidationError) as caught:
+        upsert_bars(bars, store)
+    reasons = caught.value.rejected["reason"]
+    assert reasons[0] == "symbol is empty" and "invalid symbol" in reasons[2]
+    assert list(reasons.index) == [0, 2]

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pipeline.store import quarantine_bars
 from pipeline.store.db import create_store_engine
 from pipeline.store.migrate import head_revision, status, upgrade
 from pipeline.store.schema import metadata
@@ -88,3 +96,45 @@ def test_models_and_migrations_agree(store: Engine) -> None:
             conn, opts={"compare_type": True, "include_object": include_in_autogenerate}
         )
         assert compare_metadata(ctx, metadata) == []
+
+
+def test_the_quarantine_migration_removes_duplicate_copies_and_keys_the_rest(fresh_store_url: str) -> None:
+    engine = create_store_engine(fresh_store_url)
+    upgrade(engine, revision="0002")
+    row = {"symbol": "005930", "interval": "1d", "ts_raw": "2024-01-02", "reason": "close is not positive"}
+    raw = {"symbol": "005930", "interval": "1d", "ts": "2024-01-02", "close": "-1"}
+    other = {**raw, "close": "-2"}
+    insert = sa.text(
+        "INSERT INTO bars_quarantine (symbol, interval, ts_raw, raw, reason, source, quarantined_at) "
+        "VALUES (:symbol, :interval, :ts_raw, :raw, :reason, :source, CURRENT_TIMESTAMP)"
+    )
+    with engine.begin() as conn:  # what three retries of one import and one other row left behind
+        for payload, source in [(raw, "csv:a.csv")] * 3 + [(other, "csv:a.csv"), (raw, "csv:b.csv")]:
+            conn.execute(insert, {**row, "raw": json.dumps(payload), "source": source})
+    upgrade(engine)
+    with engine.connect() as conn:
+        kept = conn.execute(sa.text("SELECT source, row_key FROM bars_quarantine ORDER BY id")).all()
+    assert [source for source, _ in kept] == ["csv:a.csv", "csv:a.csv", "csv:b.csv"]
+    assert all(key for _, key in kept)
+    quarantine_bars(pd.DataFrame([{**raw, "reason": row["reason"]}]), source="csv:a.csv", engine=engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM bars_quarantine")).scalar_one() == 3
+    engine.dispose()
+
+
+def _krx_db_upgrade(url: str, var: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "KRX_DATABASE_URL": url, "KRX_VAR_DIR": str(var)}
+    exe = Path(sys.executable).with_name("krx")
+    return subprocess.Popen(
+        [str(exe), "db", "upgrade"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+@pytest.mark.integration
+def test_concurrent_upgrades_of_a_fresh_store_all_succeed(fresh_store_url: str, tmp_path: Path) -> None:
+    procs = [_krx_db_upgrade(fresh_store_url, tmp_path / "var") for _ in range(3)]
+    outcomes = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
+    assert [rc for rc, _ in outcomes] == [0, 0, 0], [err[-2000:] for _, err in outcomes]
+    engine = create_store_engine(fresh_store_url)
+    assert status(engine).up_to_date
+    engine.dispose()

@@ -1,7 +1,9 @@
-"""Walk-forward evaluation: time-ordered train / validation / test folds with embargo, agent vs baselines."""
+"""Walk-forward evaluation: time-ordered train / validation / test folds with embargo, agent vs baselines;
+one symbol, or one agent over many symbols with folds by date on their common calendar."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -12,19 +14,33 @@ from pipeline.backtest.engine import BacktestResult, run_backtest
 from pipeline.backtest.metrics import compute_metrics
 from pipeline.backtest.plot import plot_backtests
 from pipeline.backtest.policies import BASELINES, make_baseline
+from pipeline.rl.agent import TradingAgent
 from pipeline.rl.config import TrainConfig
+from pipeline.rl.env import EnvConfig
+from pipeline.rl.instruments import InstrumentSpec
 from pipeline.rl.market import MarketArrays
-from pipeline.rl.train import train
+from pipeline.rl.train import TrainResult, train
+from pipeline.rl.universe import BarsInput, Universe, split_universe
+
+SPLITS = ("val", "test")
 
 
 @dataclass(frozen=True)
 class Fold:
-    """Row ranges (``slice`` over the bars) of one fold: train < embargo < val < embargo < test."""
+    """Row ranges (``slice`` over the bars, or over the common calendar of many symbols) of one fold:
+    train < embargo < val < embargo < test."""
 
     index: int
     train: slice
     val: slice
     test: slice
+
+    def dates(self, calendar: pd.Index) -> dict[str, tuple[Any, Any]]:
+        """First and last timestamp of each window (``train``, ``val``, ``test``) on ``calendar``."""
+        return {
+            name: (calendar[rows.start], calendar[rows.stop - 1])
+            for name, rows in (("train", self.train), ("val", self.val), ("test", self.test))
+        }
 
 
 @dataclass
@@ -76,22 +92,41 @@ def make_folds(n_bars: int, cfg: WalkForwardConfig) -> list[Fold]:
 
 @dataclass
 class WalkForwardResult:
-    """Tidy metrics (one row per fold, split, strategy and seed) and the figures written."""
+    """Tidy metrics (one row per fold, split, strategy and seed — and symbol, over many symbols) and the
+    figures written."""
 
     metrics: pd.DataFrame
     folds: list[Fold]
     figures: list[Path] = field(default_factory=list)
+    calendar: pd.Index | None = None
+    """Many symbols: the timestamps the folds' slices index (every symbol's bars, united); None for one
+    symbol, whose folds index its bars."""
 
-    def summary(self, split: str = "test") -> pd.DataFrame:
-        """Mean of each metric per strategy over folds and seeds on ``split``."""
+    def summary(self, split: str = "test", by_symbol: bool = False) -> pd.DataFrame:
+        """Mean of each metric per strategy (per symbol and strategy) over folds, seeds (and symbols)."""
         rows = self.metrics[self.metrics["split"] == split]
-        return (
-            rows.groupby("strategy").mean(numeric_only=True).drop(columns=["fold", "seed"], errors="ignore")
-        )
+        keys = ["symbol", "strategy"] if by_symbol else "strategy"
+        return rows.groupby(keys).mean(numeric_only=True).drop(columns=["fold", "seed"], errors="ignore")
 
 
-def run_walkforward(bars: pd.DataFrame, config: TrainConfig, wf: WalkForwardConfig) -> WalkForwardResult:
-    """Train the agent per fold and seed on the train block, backtest it and the baselines on val and test."""
+def run_walkforward(
+    bars: BarsInput,
+    config: TrainConfig,
+    wf: WalkForwardConfig,
+    instruments: Mapping[str, InstrumentSpec] | None = None,
+) -> WalkForwardResult:
+    """Train the agent per fold and seed on the train block, backtest it and the baselines on val and test.
+
+    ``bars``: one symbol's bars, or many symbols' (``{symbol: bars}`` or a long frame with a ``symbol``
+    column): then one agent per fold and seed trains on every symbol's training window (folds by date on
+    the common calendar, so no symbol's training bar reaches a validation or test date) and is backtested
+    per symbol; rows gain ``symbol``. ``instruments``: what each symbol trades as (many symbols only)."""
+    universe = split_universe(bars)
+    if universe is not None:
+        return _run_universe(universe, config, wf, dict(instruments or {}))
+    assert isinstance(bars, pd.DataFrame)
+    if instruments:
+        raise ValueError("instruments need many symbols; one symbol trades as config.env.instrument")
     folds = make_folds(len(bars), wf)
     rows: list[dict[str, Any]] = []
     figures: list[Path] = []
@@ -118,16 +153,95 @@ def run_walkforward(bars: pd.DataFrame, config: TrainConfig, wf: WalkForwardConf
     return WalkForwardResult(metrics=pd.DataFrame(rows), folds=folds, figures=figures)
 
 
+def common_calendar(universe: Universe) -> pd.Index:
+    """Every timestamp any symbol has a bar at, sorted: the time axis folds are cut on for many symbols."""
+    indexes = [bars.index for bars in universe.values()]
+    return indexes[0].append(indexes[1:]).unique().sort_values()
+
+
+def _run_universe(
+    universe: Universe, config: TrainConfig, wf: WalkForwardConfig, instruments: dict[str, InstrumentSpec]
+) -> WalkForwardResult:
+    calendar = common_calendar(universe)
+    folds = make_folds(len(calendar), wf)
+    rows: list[dict[str, Any]] = []
+    figures: list[Path] = []
+    for fold in folds:
+        dates = fold.dates(calendar)
+        first, last = dates["train"]
+        train_data = {s: b[(b.index >= first) & (b.index <= last)] for s, b in universe.items()}
+        for i, seed in enumerate(wf.seeds):
+            trained = train(replace(config, seed=seed), train_data, instruments or None)
+            for symbol, bars in universe.items():
+                env = replace(config.env, instrument=instruments.get(symbol, config.env.instrument))
+                history = bars[bars.index <= dates["test"][1]]
+                found, results = _evaluate_symbol(trained, history, env, dates, seed, wf.baselines, i == 0)
+                rows += [
+                    _row(fold, split, seed, res, wf, _extra(trained, res), symbol) for split, res in found
+                ]
+                if i == 0 and wf.figures_dir is not None and results:
+                    path = Path(wf.figures_dir) / f"fold_{fold.index}_test_{symbol}.png"
+                    title = f"{symbol} fold {fold.index} test (seed {seed})"
+                    figures.append(plot_backtests(results, path, title))
+    return WalkForwardResult(metrics=pd.DataFrame(rows), folds=folds, figures=figures, calendar=calendar)
+
+
+def _evaluate_symbol(
+    trained: TrainResult,
+    history: pd.DataFrame,
+    env: EnvConfig,
+    dates: dict[str, tuple[Any, Any]],
+    seed: int,
+    baselines: tuple[str, ...],
+    first_seed: bool,
+) -> tuple[list[tuple[str, BacktestResult]], list[BacktestResult]]:
+    """Agent and baselines on one symbol's val and test windows → ((split, result) pairs, test results).
+    A window where the symbol has fewer than two bars past its feature warm-up is skipped."""
+    agent: TradingAgent = trained.agent
+    market = agent.market(history)
+    found: list[tuple[str, BacktestResult]] = []
+    test: list[BacktestResult] = []
+    if market.index is None or len(market) < env.window + 1:
+        return found, test
+    for split in SPLITS:
+        start, end = _dated_window(market, *dates[split])
+        if end - max(start, env.window - 1) < 1:
+            continue
+        results = [run_backtest(agent.policy(), market, env, start, end)]
+        names = [b for b in baselines if first_seed or b == "random"]  # deterministic ones once
+        results += [run_backtest(make_baseline(b, env, seed), market, env, start, end) for b in names]
+        found += [(split, res) for res in results]
+        test = results if split == "test" else test
+    return found, test
+
+
+def _dated_window(market: MarketArrays, first: Any, last: Any) -> tuple[int, int]:
+    # Market rows of the first bar on or after `first` and the last bar on or before `last`.
+    assert market.index is not None
+    return market.position_of(first), int(market.index.searchsorted(last, side="right")) - 1
+
+
+def _extra(trained: TrainResult, res: BacktestResult) -> dict[str, Any]:
+    return {"train_steps": trained.steps, "train_seconds": trained.seconds} if res.name == "agent" else {}
+
+
 def _window(market: MarketArrays, bars: pd.DataFrame, rows: slice) -> tuple[int, int]:
     # Map the fold's bar rows to market rows (the market dropped feature warm-up bars at its start).
     return market.position_of(bars.index[rows.start]), market.position_of(bars.index[rows.stop - 1])
 
 
 def _row(
-    fold: Fold, split: str, seed: int, res: BacktestResult, wf: WalkForwardConfig, extra: dict[str, Any]
+    fold: Fold,
+    split: str,
+    seed: int,
+    res: BacktestResult,
+    wf: WalkForwardConfig,
+    extra: dict[str, Any],
+    symbol: str | None = None,
 ) -> dict[str, Any]:
     return {
         "fold": fold.index,
+        **({} if symbol is None else {"symbol": symbol}),
         "split": split,
         "strategy": res.name,
         "seed": seed,

@@ -7,10 +7,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from pipeline.rl.instruments import InstrumentSpec, instrument_from_dict, stock_spec
 from pipeline.rl.market import MarketArrays
+from pipeline.rl.segments import bar_costs, decision_ranges, feature_windows
 
 Info = dict[str, np.ndarray]
 
@@ -91,6 +91,11 @@ class VecTradingEnv:
     Timing (no look-ahead): the observation at bar t uses bars ≤ t; the action chosen at t is sized with
     close[t] and fills at open[t+1] ± slippage; the reward is log(equity[t+1] / equity[t]) net of costs,
     equity marked at close[t+1]. Repeating the previous action holds the position (no drift rebalancing).
+
+    A market of several symbols (``MarketArrays.concat``): a random episode first draws a symbol with
+    probability ∝ its decision bars (every bar about equally likely to be trained on), then a start inside
+    that symbol; an episode never crosses into the next symbol — reaching its symbol's last bar truncates it
+    (bootstrapped like any time limit). Each symbol trades with its own instrument's ticks, fees and tax.
     """
 
     def __init__(
@@ -104,20 +109,21 @@ class VecTradingEnv:
     ) -> None:
         self.market, self.config, self.n_envs, self.auto_reset = market, config, n_envs, auto_reset
         self.rng = np.random.default_rng(seed)
-        lo, hi = bounds if bounds is not None else (0, len(market))
-        # Decisions happen at t ∈ [lo, hi-2]; each needs `window` bars of history and the next open.
-        self.lo, self.hi = max(lo, config.window - 1), min(hi, len(market))
-        if self.hi - self.lo < 2:
-            raise ValueError(f"range [{self.lo}, {self.hi}) is too short for window {config.window}")
+        # Decisions happen at t ∈ [lo, hi-2] of one symbol; each needs `window` bars of that symbol's
+        # history and the next open. One symbol: lo, hi are its range; several: the first's lo, last's hi.
+        self.ranges = decision_ranges(market, config.window, bounds)
+        self.lo, self.hi = int(self.ranges.lo[0]), int(self.ranges.hi[-1])
         inst = config.instrument
         self.levels = np.asarray(config.levels, dtype=np.float64)
         self.mult, self.short_ok = float(inst.multiplier), inst.allow_short
         self._open, self._close = market.open, market.close
-        self._slip = inst.slippage_ticks * inst.ticks(market.open)  # price slippage per unit at each open
-        self.sell_tax = inst.sell_taxes(market.session_days(), len(market))  # [T] rate on a sell filled at t
+        costs = bar_costs(market, inst)  # per bar, from the instrument of the bar's symbol
+        self._slip = costs.slippage  # [T] price slippage per unit at each open
+        self.sell_tax = costs.sell_tax  # [T] rate on a sell filled at t
+        self._buy_fee, self._sell_fee = costs.buy_fee, costs.sell_fee  # [T] fee rates on a fill at t
         self._regimes, self._n_reg = market.regimes, market.n_regimes
         self._eye = np.eye(max(market.n_regimes, 1), dtype=np.float32)
-        self._win = self._windows(market.features, config.window)  # [T, W*F] float32, row t = bars t-W+1..t
+        self._win = feature_windows(market, config.window)  # [T, W*F] float32, row t = bars t-W+1..t
         self.obs_dim = self._win.shape[1] + self._n_reg + 2
         self.n_actions = len(self.levels)
         z = np.zeros(n_envs)
@@ -125,13 +131,6 @@ class VecTradingEnv:
         self.cash, self.pos, self.entry, self.equity, self.peak = z.copy(), z.copy(), z.copy(), z.copy(), z
         self.prev_action = np.full(n_envs, -1, np.int64)
         self.ep_cost, self.ep_len = np.zeros(n_envs), np.zeros(n_envs, np.int64)
-
-    @staticmethod
-    def _windows(features: np.ndarray, window: int) -> np.ndarray:
-        t, f = features.shape
-        view = sliding_window_view(features, window, axis=0)  # [T-W+1, F, W]
-        flat = np.ascontiguousarray(view.transpose(0, 2, 1)).reshape(t - window + 1, window * f)
-        return np.concatenate([np.zeros((window - 1, window * f), np.float32), flat]).astype(np.float32)
 
     # ---- reset ------------------------------------------------------------------------------------------
     def reset(
@@ -141,7 +140,7 @@ class VecTradingEnv:
         end: int | np.ndarray | None = None,
     ) -> np.ndarray:
         """Reset every env; ``start``/``end`` (one bar, or one per env [B]) pin the episodes to decisions
-        at bars start … end-1."""
+        at bars start … end-1 (clipped to the start's symbol)."""
         if seed is not None:
             self.rng = np.random.default_rng(seed)
         self._reset_envs(np.ones(self.n_envs, dtype=bool), start, end)
@@ -151,24 +150,47 @@ class VecTradingEnv:
         self, mask: np.ndarray, start: int | np.ndarray | None = None, end: int | np.ndarray | None = None
     ) -> None:
         n = int(mask.sum())
-        length = self.config.episode_length
-        last = self.hi - 1  # the last bar that can be marked to market
-        if start is not None:  # one start for every env, or one per env
-            starts = np.broadcast_to(np.maximum(start, self.lo), (n,)).astype(np.int64)
-            ends = np.broadcast_to(last if end is None else np.minimum(end, last), (n,)).astype(np.int64)
-        elif length is None or self.lo + length >= last:
-            starts, ends = np.full(n, self.lo, np.int64), np.full(n, last, np.int64)
-        else:
-            starts = self.rng.integers(self.lo, last - length + 1, size=n)
-            ends = starts + length
+        starts, ends = self._random_episodes(n) if start is None else self._pinned_episodes(n, start, end)
         self.t[mask], self.end[mask] = starts, ends
         cash = self.config.initial_cash
         self.cash[mask], self.equity[mask], self.peak[mask] = cash, cash, cash
         self.pos[mask], self.entry[mask], self.ep_cost[mask], self.ep_len[mask] = 0.0, 0.0, 0.0, 0
         self.prev_action[mask] = -1
 
+    def _pinned_episodes(
+        self, n: int, start: int | np.ndarray, end: int | np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """[n] starts and ends of episodes pinned to ``start`` (one, or one per env), cut at the symbol's
+        last bar that can be marked to market."""
+        rows = np.broadcast_to(np.asarray(start, dtype=np.int64), (n,))
+        seg = self.ranges.segment_of(rows)
+        last = self.ranges.hi[seg] - 1
+        starts = np.maximum(rows, self.ranges.lo[seg])
+        if self.market.n_segments > 1 and (starts >= last).any():
+            bad = starts[starts >= last]
+            raise ValueError(f"starts {bad} leave no decision before their symbol's last bar")
+        ends = last if end is None else np.minimum(end, last)
+        return starts.astype(np.int64), np.broadcast_to(ends, (n,)).astype(np.int64)
+
+    def _random_episodes(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """[n] random starts and ends: a symbol ∝ its decision bars, then ``episode_length`` decisions
+        from a uniform start inside it (the whole symbol when it is not longer than one episode)."""
+        r = self.ranges
+        one = len(r.lo) == 1  # one symbol: no draw of the symbol, the same stream as a plain market
+        seg = np.zeros(n, np.int64) if one else self.rng.choice(len(r.lo), size=n, p=r.weights)
+        lo, last = r.lo[seg], r.hi[seg] - 1  # [n] first decision, last bar that can be marked
+        length = self.config.episode_length
+        if length is None:
+            return lo, last
+        whole = lo + length >= last
+        if whole.all():
+            return lo, last
+        starts = self.rng.integers(lo, np.where(whole, lo + 1, last - length + 1))
+        return np.where(whole, lo, starts), np.where(whole, last, starts + length)
+
     # ---- step -------------------------------------------------------------------------------------------
-    def _target_units(self, actions: np.ndarray, close_t: np.ndarray) -> np.ndarray:
+    def _target_units(self, actions: np.ndarray, t: np.ndarray) -> np.ndarray:
+        close_t = self._close[t]
         level = self.levels[actions]
         eq = np.maximum(self.equity, 0.0)
         if self.short_ok:  # futures: contracts, capped by the initial margin that equity can post
@@ -176,7 +198,7 @@ class VecTradingEnv:
             cap = np.floor(eq / (close_t * self.mult * rate))
             target = np.clip(level, -cap, cap)
         else:  # stock: whole shares worth `level` of equity including the buy fee
-            fee = 1.0 + self.config.instrument.buy_fee
+            fee = 1.0 + self._buy_fee[t]
             target = np.floor(level * eq / (close_t * self.mult * fee))
         return np.where(actions == self.prev_action, self.pos, target)
 
@@ -187,18 +209,17 @@ class VecTradingEnv:
         ``truncated``: its time limit or the end of the data cut it (the market goes on). With auto-reset,
         finished envs restart at once and ``info["final_obs"]`` holds what they ended on."""
         a = np.array(actions, dtype=np.int64)  # a copy: prev_action must not alias the caller's array
-        inst = self.config.instrument
         t = self.t
         t1 = t + 1
-        dq = self._target_units(a, self._close[t]) - self.pos
+        dq = self._target_units(a, t) - self.pos
         side = np.sign(dq)
         slip = self._slip[t1]
         fill = self._open[t1] + side * slip  # buys fill above the open, sells below
         if not self.short_ok:  # cash account: a gap up at the open can only shrink a buy
-            afford = np.floor(self.cash / (fill * self.mult * (1.0 + inst.buy_fee)))
+            afford = np.floor(self.cash / (fill * self.mult * (1.0 + self._buy_fee[t1])))
             dq = np.where(dq > 0, np.minimum(dq, np.maximum(afford, 0.0)), dq)
         notional = np.abs(dq) * fill * self.mult
-        fee = notional * np.where(dq > 0, inst.buy_fee, inst.sell_fee + self.sell_tax[t1])
+        fee = notional * np.where(dq > 0, self._buy_fee[t1], self._sell_fee[t1] + self.sell_tax[t1])
         new_pos = self.pos + dq
         self._update_entry(new_pos, dq, fill)
         self.cash = self.cash - dq * fill * self.mult - fee
@@ -209,7 +230,7 @@ class VecTradingEnv:
         self.ep_cost = self.ep_cost + fee + np.abs(dq) * slip * self.mult
         truncated = (t1 >= self.end) & ~terminated
         info: Info = {
-            "t": t1,
+            "t": t1.copy(),  # a copy: auto-reset rewrites self.t (which is t1) in place
             "equity": equity,
             "position": new_pos.copy(),
             "fee": fee,

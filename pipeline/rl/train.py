@@ -1,4 +1,4 @@
-"""Training entry point: bars → regimes → features → A3C → a :class:`TradingAgent`, with progress."""
+"""Training entry point: bars (one symbol or many) → regimes → features → A3C → a :class:`TradingAgent`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 import random
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,9 +19,11 @@ from pipeline.rl.a3c import Metrics, SharedAdam
 from pipeline.rl.agent import TradingAgent, prepare_market
 from pipeline.rl.config import TrainConfig
 from pipeline.rl.env import VecTradingEnv
+from pipeline.rl.instruments import InstrumentSpec
 from pipeline.rl.market import FeatureNormaliser, MarketArrays
 from pipeline.rl.network import LSTMActorCritic
 from pipeline.rl.runner import run_async, run_sync
+from pipeline.rl.universe import BarsInput, fit_pooled_regimes, prepare_universe, split_universe
 
 
 @dataclass
@@ -35,6 +38,8 @@ class TrainResult:
     """Env steps taken, summed over workers and envs."""
     seconds: float
     """Wall-clock seconds of the A3C loop."""
+    symbols: tuple[str, ...] = ()
+    """Symbols the agent was trained on, in segment order (empty: one symbol's bars were given)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -88,17 +93,40 @@ def train_on_market(
     return model, history, steps, time.time() - t0
 
 
-def train(config: TrainConfig, train_data: pd.DataFrame) -> TrainResult:
+def train(
+    config: TrainConfig, train_data: BarsInput, instruments: Mapping[str, InstrumentSpec] | None = None
+) -> TrainResult:
     """Fit regimes and feature scaling on ``train_data`` only, then train the A3C agent on it.
 
-    ``train_data``: OHLCV bars (any capitalisation of open/high/low/close/volume), time-ordered.
+    ``train_data``: one symbol's OHLCV bars (any capitalisation of open/high/low/close/volume),
+    time-ordered; or many symbols' — ``{symbol: bars}`` or a long frame with a ``symbol`` column — for one
+    agent over all of them: features per symbol, regimes and feature scaling fitted on all symbols' rows
+    pooled, episodes drawn across symbols (never crossing one). ``instruments`` (many symbols only): what
+    each symbol trades as; unnamed symbols trade as ``config.env.instrument``.
     """
     # ---- seeding: everything random below derives from config.seed (regimes from config.regimes.seed) ----
     seed_everything(config.seed)
-    regime_model = RegimeModel(config.regimes).fit(train_data) if config.regimes.enabled else None
-    raw = prepare_market(train_data, config.feature_set, regime_model)
-    normaliser = FeatureNormaliser.fit(raw.features)
+    raw, regime_model = _training_market(config, train_data, instruments)
+    normaliser = FeatureNormaliser.fit(raw.features)  # [T, F] rows of every symbol
     market = raw.with_features(normaliser.transform(raw.features))
     model, history, steps, seconds = train_on_market(config, market)
     agent = TradingAgent(config, model, normaliser, regime_model)
-    return TrainResult(agent=agent, history=history, steps=steps, seconds=seconds)
+    return TrainResult(agent=agent, history=history, steps=steps, seconds=seconds, symbols=raw.symbols)
+
+
+def _training_market(
+    config: TrainConfig, train_data: BarsInput, instruments: Mapping[str, InstrumentSpec] | None
+) -> tuple[MarketArrays, RegimeModel | None]:
+    """Unscaled arrays of the training bars (one segment per symbol) and the regime model fitted on them."""
+    universe = split_universe(train_data)
+    fit_regimes = config.regimes.enabled
+    if universe is None:
+        assert isinstance(train_data, pd.DataFrame)
+        if instruments:
+            raise ValueError("instruments need many symbols; one symbol trades as config.env.instrument")
+        regime_model = RegimeModel(config.regimes).fit(train_data) if fit_regimes else None
+        return prepare_market(train_data, config.feature_set, regime_model), regime_model
+    regime_model = fit_pooled_regimes(config.regimes, universe.values()) if fit_regimes else None
+    default = config.env.instrument if instruments else None
+    market = prepare_universe(universe, config.feature_set, regime_model, None, instruments, default)
+    return market, regime_model

@@ -1,10 +1,13 @@
-"""Walk-forward folds, and a full small walk-forward on real S&P 500 bars shipped by ``arch``."""
+"""Walk-forward folds, a full small walk-forward on real S&P 500 bars shipped by ``arch``, and one over
+two symbols with different calendars."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from pipeline.backtest import walkforward
 from pipeline.backtest.metrics import METRIC_NAMES
 from pipeline.backtest.policies import BASELINES
 from pipeline.backtest.walkforward import WalkForwardConfig, make_folds, run_walkforward
@@ -12,6 +15,8 @@ from pipeline.regimes.model import RegimeConfig
 from pipeline.rl.config import TrainConfig
 from pipeline.rl.env import EnvConfig
 from pipeline.rl.instruments import stock_spec
+from pipeline.rl.synthetic import random_walk_bars, regime_switching_bars
+from pipeline.rl.train import TrainResult, train
 
 
 def test_folds_are_time_ordered_with_embargo_and_tile_the_end() -> None:
@@ -62,3 +67,49 @@ def test_walkforward_on_real_sp500_reports_every_metric_for_agent_and_baselines(
     assert set(result.summary().index) == {"agent", *BASELINES}
     # Test windows are the last 2 x 126 bars and never overlap the training data.
     assert m.loc[m["split"] == "test", "end"].max() == sp500.index[-1]
+
+
+@pytest.mark.slow
+def test_walkforward_over_two_symbols_gives_rows_per_symbol_and_never_trains_on_any_val_or_test_date(
+    monkeypatch, tmp_path
+) -> None:
+    cheap = regime_switching_bars(600, seed=4, start_price=3_000.0)
+    dear = random_walk_bars(640, seed=5, start_price=200_000.0).iloc[40:]  # listed later, then a halt:
+    dear = dear.drop(dear.index[300:320])  # the two symbols have different calendars
+    seen: list[dict[str, pd.DataFrame]] = []
+
+    def spy(config: TrainConfig, data: dict[str, pd.DataFrame], instruments: object = None) -> TrainResult:
+        seen.append(data)
+        return train(config, data, instruments)
+
+    monkeypatch.setattr(walkforward, "train", spy)
+    config = TrainConfig(
+        mode="sync",
+        total_steps=800,
+        progress=False,
+        env=EnvConfig(window=4, episode_length=64),
+        regimes=RegimeConfig(k_min=2, k_max=3),
+    )
+    wf = WalkForwardConfig(
+        n_folds=2, val_size=60, test_size=60, embargo=5, min_train_size=250, figures_dir=str(tmp_path)
+    )
+    result = run_walkforward({"CHEAP": cheap, "DEAR": dear}, config, wf)
+    m, calendar = result.metrics, result.calendar
+    assert calendar is not None and calendar.equals(cheap.index.union(dear.index))
+    per_window = m.groupby(["fold", "split", "symbol"])["strategy"].apply(set)
+    assert len(per_window) == 2 * 2 * 2 and all(s == {"agent", *BASELINES} for s in per_window)
+    assert len(seen) == len(result.folds)  # one agent per fold (and seed) over every symbol
+    for fold, data in zip(result.folds, seen, strict=True):
+        dates = fold.dates(calendar)
+        assert set(data) == {"CHEAP", "DEAR"}
+        last_trained = max(bars.index.max() for bars in data.values())
+        # Every symbol's training ends an embargo of calendar bars before the fold's validation window,
+        # and no row of any symbol's val or test window starts before it.
+        assert calendar.get_loc(dates["val"][0]) - calendar.get_loc(last_trained) == wf.embargo + 1
+        rows = m[m["fold"] == fold.index]
+        for split in ("val", "test"):
+            window = rows[rows["split"] == split]
+            assert (window["start"] >= dates[split][0]).all() and (window["end"] <= dates[split][1]).all()
+    assert m.loc[m["split"] == "test", "end"].max() == calendar[-1]
+    assert set(result.summary(by_symbol=True).index.get_level_values("symbol")) == {"CHEAP", "DEAR"}
+    assert sorted(p.name for p in result.figures)[:2] == ["fold_0_test_CHEAP.png", "fold_0_test_DEAR.png"]

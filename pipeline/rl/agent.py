@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,26 @@ from pipeline.rl.market import FeatureNormaliser, MarketArrays
 from pipeline.rl.network import LSTMActorCritic, single_threaded
 
 AGENT_FORMAT = 1
+
+
+def _with_position(
+    env: VecTradingEnv, obs: np.ndarray, positions: list[float | None], entries: list[float | None]
+) -> np.ndarray:
+    """``obs`` with the given positions (levels) in place of the simulated ones, where one is given."""
+    rows = [i for i, p in enumerate(positions) if p is not None and not math.isnan(p)]
+    if not rows:
+        return obs
+    idx = np.asarray(rows)
+    level = np.asarray([positions[i] for i in rows], dtype=np.float64)
+    close = env.market.close[env.t[idx]]
+    mult = env.mult
+    # Futures levels are contracts; stock levels are fractions of (simulated) equity, as in training.
+    units = level if env.short_ok else level * np.maximum(env.equity[idx], 1e-12) / (close * mult)
+    entry = np.asarray([close[k] if entries[i] is None else entries[i] for k, i in enumerate(rows)])
+    env.pos[idx], env.entry[idx] = units, entry
+    out = obs.copy()
+    out[idx] = env._obs()[idx]  # the env's own observation formula: exposure and unrealised PnL
+    return out
 
 
 def prepare_market(
@@ -84,27 +106,81 @@ class TradingAgent:
         """A fresh backtest policy backed by this agent's model."""
         return AgentPolicy(self.model, deterministic, seed)
 
-    def decide(self, bars: pd.DataFrame) -> dict[str, Any]:
+    def decide(
+        self, bars: pd.DataFrame, position: float | None = None, entry_price: float | None = None
+    ) -> dict[str, Any]:
         """Action for the bar after the last of ``bars``, replaying the agent over them to build its state.
 
-        The position the agent believes it holds is simulated by the env over the same bars. ``regime`` is
-        the last bar's label, or None when the agent was trained without regimes.
+        The position the agent believes it holds is simulated by the env over the same bars; ``position``
+        (a level: contracts for futures, a fraction of equity for stocks and ETFs) replaces it in the last
+        observation, with ``entry_price`` (default: the last close, no unrealised PnL). Returns ``action``,
+        ``target_level``, ``probabilities`` (one per action), ``value`` (the critic, in scaled reward
+        units), ``regime`` (the last bar's label, or None without regimes), ``simulated_position`` (units)
+        and ``timestamp`` (of the last bar).
         """
-        market = self.market(bars)
-        env = VecTradingEnv(market, self.config.env, n_envs=1, auto_reset=False)
-        obs = env.reset(start=env.lo)
-        policy = self.policy()
-        policy.reset(market, 1)
-        while env.t[0] < len(market) - 1:
-            obs, *_ = env.step(policy.act(obs, env.t))
-        action = int(policy.act(obs, env.t)[0])
-        return {
-            "action": action,
-            "target_level": float(env.levels[action]),
-            "regime": int(market.regimes[-1]) if market.n_regimes else None,
-            "simulated_position": float(env.pos[0]),
-            "timestamp": None if market.index is None else str(market.index[-1]),
-        }
+        return self.decide_batch([bars], [position], [entry_price])[0]
+
+    def decide_batch(
+        self,
+        windows: Sequence[pd.DataFrame],
+        positions: Sequence[float | None] | None = None,
+        entry_prices: Sequence[float | None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """:meth:`decide` for many windows (e.g. one per symbol): windows whose feature arrays have the same
+        length replay together as one batch of envs and one batched LSTM. Same results as one at a time."""
+        n = len(windows)
+        pos = list(positions) if positions is not None else [None] * n
+        entries = list(entry_prices) if entry_prices is not None else [None] * n
+        if len(pos) != n or len(entries) != n:
+            raise ValueError(f"{n} windows need {n} positions and entry prices ({len(pos)}, {len(entries)})")
+        markets = [self.market(w) for w in windows]
+        groups: dict[int, list[int]] = {}
+        for i, market in enumerate(markets):
+            groups.setdefault(len(market), []).append(i)
+        out: list[dict[str, Any]] = [{} for _ in range(n)]
+        for rows in groups.values():
+            picked = [markets[i] for i in rows]
+            decided = self._replay(picked, [pos[i] for i in rows], [entries[i] for i in rows])
+            for i, decision in zip(rows, decided, strict=True):
+                out[i] = decision
+        return out
+
+    @torch.no_grad()
+    def _replay(
+        self, markets: list[MarketArrays], positions: list[float | None], entries: list[float | None]
+    ) -> list[dict[str, Any]]:
+        """Greedy replay of B equal-length markets as the segments of one market (env b steps through
+        segment b only), with one batched LSTM; B = 1 is exactly the backtest loop over one market."""
+        b, length = len(markets), len(markets[0])
+        if length - (self.config.env.window - 1) < 2:
+            raise ValueError(f"range [0, {length}) is too short for window {self.config.env.window}")
+        market = markets[0] if b == 1 else MarketArrays.concat(markets)  # one segment per window
+        env = VecTradingEnv(market, self.config.env, n_envs=b, auto_reset=False)
+        obs = env.reset(start=np.arange(b, dtype=np.int64) * length)  # each from its segment's first decision
+        state, start = self.model.initial_state(b), torch.ones(b)
+        with single_threaded():
+            for _ in range(int(env.end[0] - env.t[0])):  # the loop of AgentPolicy.act over a backtest
+                logits, state = self.model.act_step(torch.from_numpy(obs), state, start)
+                start = torch.zeros_like(start)
+                obs, *_ = env.step(logits.argmax(-1).numpy())
+            simulated = env.pos.copy()
+            obs = _with_position(env, obs, positions, entries)
+            logits, state = self.model.act_step(torch.from_numpy(obs), state, start)
+            values = self.model.value_head(state[0][0]).squeeze(-1)
+        probabilities = logits.softmax(-1).double().numpy()
+        actions = logits.argmax(-1).numpy()
+        return [
+            {
+                "action": int(actions[i]),
+                "target_level": float(env.levels[actions[i]]),
+                "probabilities": probabilities[i].tolist(),
+                "value": float(values[i]),
+                "regime": int(m.regimes[-1]) if m.n_regimes else None,
+                "simulated_position": float(simulated[i]),
+                "timestamp": None if m.index is None else str(m.index[-1]),
+            }
+            for i, m in enumerate(markets)
+        ]
 
     # ---- persistence --------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

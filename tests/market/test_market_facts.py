@@ -128,6 +128,10 @@ _COPIES = {
 }
 
 
+#: Files allowed one named copy, each with a test that it equals the market package's value.
+_ALLOWED = {("dags/krx_assets.py", "the KST zone name")}  # DAG files parse without importing pandas
+
+
 def test_market_facts_are_defined_only_in_the_market_package() -> None:
     offenders = []
     for path in [
@@ -138,5 +142,10 @@ def test_market_facts_are_defined_only_in_the_market_package() -> None:
         if "market" in path.relative_to(ROOT).parts[:2] or "migrations" in path.parts:
             continue
         text = path.read_text()
-        offenders += [f"{path.relative_to(ROOT)}: {what}" for what, rx in _COPIES.items() if rx.search(text)]
+        rel = str(path.relative_to(ROOT))
+        offenders += [
+            f"{rel}: {what}"
+            for what, rx in _COPIES.items()
+            if rx.search(text) and (rel, what) not in _ALLOWED
+        ]
     assert offenders == []

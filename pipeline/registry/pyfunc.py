@@ -1,0 +1,211 @@
+"""The one MLflow pyfunc per model: a saved TradingAgent (features, regime model, normaliser, policy) that
+turns windows of raw OHLCV bars plus the current position into decisions; logging, registering, loading."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata as md
+import io
+import logging
+import math
+import re
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.pyfunc.model import PythonModel
+from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
+
+from pipeline.market import TZ_NAME
+from pipeline.registry.specs import ModelSpec
+from pipeline.rl.agent import TradingAgent
+
+_mlflow_log = logging.getLogger("mlflow.krx")
+#: Artifact key of the saved agent directory inside the MLflow model.
+AGENT_ARTIFACT = "agent"
+#: Name of the logged model inside its run (``name=`` of ``log_model``).
+MODEL_NAME = "agent"
+#: Distributions the model needs at load time, pinned to the installed versions (local labels such as
+#: ``+cpu`` stripped, so pip takes the CPU wheel on the project's machines). The ``pipeline`` package
+#: itself (krx-rl-trader) is not on PyPI: it must be installed where the model is loaded.
+REQUIREMENTS = (
+    "mlflow",
+    "torch",
+    "numpy",
+    "pandas",
+    "TA-Lib",
+    "scikit-learn",
+    "scipy",
+    "joblib",
+    "gymnasium",
+    "SQLAlchemy",
+    "tqdm",
+)
+_LOCAL_LABEL = re.compile(r"\+.*$")
+OUTPUT_COLUMNS = (
+    "symbol",
+    "timestamp",
+    "action",
+    "target_level",
+    "probabilities",
+    "value",
+    "regime",
+    "simulated_position",
+    "model_version",
+)
+
+
+def pip_requirements() -> list[str]:
+    """``name==version`` of every distribution in :data:`REQUIREMENTS`, as installed here."""
+    return [f"{name}=={_LOCAL_LABEL.sub('', md.version(name))}" for name in REQUIREMENTS]
+
+
+def model_signature() -> ModelSignature:
+    """Input: bars (``ts`` naive KST), optional ``symbol`` (one window per symbol), ``position`` (a level)
+    and ``entry_price``; param ``position`` for a single window. Output: one row per window."""
+    inputs = Schema(
+        [
+            ColSpec("datetime", "ts"),
+            *(ColSpec("double", c) for c in ("open", "high", "low", "close", "volume")),
+            ColSpec("string", "symbol", required=False),
+            ColSpec("double", "position", required=False),
+            ColSpec("double", "entry_price", required=False),
+        ]
+    )
+    outputs = Schema(
+        [
+            ColSpec("string", "symbol", required=False),
+            ColSpec("string", "timestamp"),
+            ColSpec("long", "action"),
+            ColSpec("double", "target_level"),
+            ColSpec(Array("double"), "probabilities"),
+            ColSpec("double", "value"),
+            ColSpec("long", "regime", required=False),
+            ColSpec("double", "simulated_position"),
+            ColSpec("string", "model_version", required=False),
+        ]
+    )
+    params = ParamSchema([ParamSpec("position", "double", None), ParamSpec("entry_price", "double", None)])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
+
+
+def to_model_input(
+    bars: pd.DataFrame, symbol: str | None = None, position: float | None = None
+) -> pd.DataFrame:
+    """Bars (``ts`` column or a DatetimeIndex, any tz) → the pyfunc's input frame: ``ts`` as naive KST
+    (MLflow schemas take naive datetimes only), float OHLCV, optional ``symbol`` and ``position``."""
+    frame = bars.reset_index() if "ts" not in bars.columns else bars.reset_index(drop=True)
+    frame = frame.rename(columns={frame.columns[0]: "ts"}) if "ts" not in frame.columns else frame
+    ts = pd.to_datetime(frame["ts"])
+    if ts.dt.tz is not None:
+        ts = ts.dt.tz_convert(TZ_NAME).dt.tz_localize(None)
+    out = pd.DataFrame({"ts": ts.astype("datetime64[ns]")})
+    for column in ("open", "high", "low", "close", "volume"):
+        out[column] = frame[column].astype(np.float64) if column in frame else 0.0
+    if symbol is not None:
+        out["symbol"] = symbol
+    if position is not None:
+        out["position"] = float(position)
+    return out
+
+
+def _last_value(window: pd.DataFrame, column: str, default: float | None) -> float | None:
+    if column in window.columns:
+        value = window[column].iloc[-1]
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            return float(value)
+    return default
+
+
+def _split_windows(model_input: pd.DataFrame) -> list[tuple[str | None, pd.DataFrame]]:
+    if "symbol" not in model_input.columns:
+        return [(None, model_input)]
+    return [(str(symbol), frame) for symbol, frame in model_input.groupby("symbol", sort=False)]
+
+
+class AgentModel(PythonModel):  # type: ignore[misc]
+    """pyfunc wrapper of a saved :class:`TradingAgent`: one decision row per window (per ``symbol``),
+    computed by ``TradingAgent.decide``/``decide_batch``, so serving and training share every line."""
+
+    def load_context(self, context: Any) -> None:
+        """Load the agent directory bundled as artifact ``agent``."""
+        self.agent = TradingAgent.load(context.artifacts[AGENT_ARTIFACT])
+        config = dict(context.model_config or {})
+        self.model_version = str(config.get("model_version") or "") or None
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Decisions for the bar after the last of each window (see :func:`model_signature`)."""
+        p = params or {}
+        windows, symbols, positions, entries = [], [], [], []
+        for symbol, frame in _split_windows(model_input):
+            window = frame.sort_values("ts").set_index("ts")
+            windows.append(window[["open", "high", "low", "close", "volume"]])
+            symbols.append(symbol)
+            positions.append(_last_value(window, "position", p.get("position")))
+            entries.append(_last_value(window, "entry_price", p.get("entry_price")))
+        if len(windows) == 1:
+            decisions = [self.agent.decide(windows[0], positions[0], entries[0])]
+        else:
+            decisions = self.agent.decide_batch(windows, positions, entries)
+        rows = [
+            {**d, "symbol": s, "model_version": self.model_version}
+            for s, d in zip(symbols, decisions, strict=True)
+        ]
+        return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
+
+
+def log_agent(
+    agent: TradingAgent, spec: ModelSpec, example: pd.DataFrame | None = None, register: bool = True
+) -> Any:
+    """Log ``agent`` as a pyfunc named ``agent`` in the active run (registering it under the spec's name
+    unless ``register`` is False); returns MLflow's ``ModelInfo``. ``example``: bars for the input example."""
+    with tempfile.TemporaryDirectory(prefix="krx-agent-") as tmp:
+        agent_dir = agent.save(Path(tmp) / AGENT_ARTIFACT)
+        input_example = to_model_input(example) if example is not None else None
+        chatter = io.StringIO()  # MLflow prints "Successfully registered …" to stderr: keep it in its log
+        with warnings.catch_warnings(), contextlib.redirect_stderr(chatter):
+            warnings.simplefilter("ignore")  # pandas/MLflow deprecation chatter while saving
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_NAME,
+                python_model=AgentModel(),
+                artifacts={AGENT_ARTIFACT: str(agent_dir)},
+                signature=model_signature(),
+                input_example=input_example,
+                pip_requirements=pip_requirements(),
+                registered_model_name=spec.registered_model_name if register else None,
+                model_config={"model_version": "", "registered_model_name": spec.registered_model_name},
+                metadata={
+                    "spec": spec.name,
+                    "interval": spec.interval,
+                    "kind": spec.kind.value,
+                    "levels": list(spec.resolved_levels),
+                    "feature_set": spec.feature_set,
+                    "krx_rl_trader": md.version("krx-rl-trader"),
+                    "requires": "the krx-rl-trader package (pipeline) installed where the model loads",
+                },
+            )
+        for line in chatter.getvalue().splitlines():
+            _mlflow_log.info(line)
+        return info
+
+
+def load_pyfunc(name: str, alias: str = "champion", client: Any = None) -> Any:
+    """``models:/<name>@<alias>`` as a pyfunc whose output names the version it came from."""
+    client = client or mlflow.MlflowClient()
+    version = str(client.get_model_version_by_alias(name, alias).version)
+    return mlflow.pyfunc.load_model(f"models:/{name}/{version}", model_config={"model_version": version})
+
+
+def load_agent(model_uri: str) -> TradingAgent:
+    """The :class:`TradingAgent` inside a logged model (e.g. ``models:/<name>@champion``), to re-evaluate
+    it in process (the gate re-runs the champion on the candidate's windows)."""
+    with tempfile.TemporaryDirectory(prefix="krx-agent-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+        return TradingAgent.load(Path(local) / "artifacts" / AGENT_ARTIFACT)

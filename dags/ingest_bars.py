@@ -13,18 +13,25 @@ Every write is an upsert keyed by (symbol, interval, ts), so reruns and backfill
 (`airflow backfill create --dag-id ingest_bars --from-date … --to-date …`) never duplicate.
 Malformed broker rows go to `bars_quarantine` with a reason. Broker calls run in the `kis_api` pool.
 The broker comes from the Airflow connection `kis_default` when it exists, else from `KRX_KIS_*` settings.
-Emits the Asset `bars` (with the covered window) for `validate_and_featurize`.
+
+A session the broker has no bar for is reported: daily bars fail the task after storing the rest (so it is
+retried), missing 1-minute bars are a warning in the task's summary. Each task emits an event of the Asset
+`bars` carrying the window it stored (`pipeline.ingest.contracts.BarsWindowExtra`) for
+`validate_and_featurize` — and no event when nothing landed.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
-from airflow.sdk import Asset, CronTriggerTimetable, dag, task
+from airflow.sdk import CronTriggerTimetable, dag, task
+from krx_assets import BARS, BARS_WRITTEN, TZ_NAME
 
-BARS = Asset(name="bars", uri="krx://market-store/bars")
+if TYPE_CHECKING:
+    from pipeline.ingest.contracts import IngestSummary
+    from pipeline.kis import KisClient
 
 DEFAULT_ARGS = {
     "retries": 3,
@@ -34,23 +41,29 @@ DEFAULT_ARGS = {
 }
 
 
-def _bar_source() -> Any:
+def _kis_client() -> KisClient:
+    """The client of the `kis_default` connection, else of the `KRX_KIS_*` settings; close it after use."""
     from airflow.sdk.exceptions import AirflowNotFoundException
     from krx_airflow_provider.hooks.kis import KisHook
 
-    from pipeline.ingest.sources import KisBarSource
-    from pipeline.ingest.tasks import kis_source
+    from pipeline.kis import KisClient
 
     try:
-        return KisBarSource(KisHook().get_conn())
+        return KisHook().get_conn()
     except AirflowNotFoundException:
-        return kis_source()
+        return KisClient.from_settings()
+
+
+def _emit(summary: IngestSummary, outlet_events: Any) -> IngestSummary:
+    if summary["window"] is not None:
+        outlet_events[BARS_WRITTEN].add(BARS, extra=dict(summary["window"]))
+    return summary
 
 
 @dag(
     dag_id="ingest_bars",
-    schedule=CronTriggerTimetable("40 16 * * 1-5", timezone="Asia/Seoul"),
-    start_date=pendulum.datetime(2025, 1, 1, tz="Asia/Seoul"),
+    schedule=CronTriggerTimetable("40 16 * * 1-5", timezone=TZ_NAME),
+    start_date=pendulum.datetime(2025, 1, 1, tz=TZ_NAME),
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
@@ -59,28 +72,38 @@ def _bar_source() -> Any:
 )
 def ingest_bars() -> None:
     @task.short_circuit(pool="default_pool")
-    def krx_session(*, logical_date: Any = None) -> bool:
+    def krx_session(*, logical_date: Any = None, dag_run: Any = None) -> bool:
         """Skip the run unless its date is a KRX session."""
         from pipeline.ingest.tasks import session_day
-        from pipeline.universe import is_session
+        from pipeline.market import is_session
 
-        return is_session(session_day(logical_date))
+        return is_session(session_day(logical_date or dag_run.run_after))
 
-    @task(outlets=[BARS])
-    def daily_bars(*, logical_date: Any = None, outlet_events: Any = None) -> dict[str, Any]:
+    @task(outlets=[BARS_WRITTEN], multiple_outputs=False)
+    def daily_bars(
+        *, logical_date: Any = None, dag_run: Any = None, outlet_events: Any = None
+    ) -> IngestSummary:
+        from pipeline.ingest.sources import KisBarSource
         from pipeline.ingest.tasks import ingest_daily_session, session_day
 
-        result = ingest_daily_session(session_day(logical_date), source=_bar_source())
-        outlet_events[BARS].extra = {k: result[k] for k in ("symbols", "intervals", "start", "end")}
-        return result
+        with _kis_client() as client:
+            summary = ingest_daily_session(
+                session_day(logical_date or dag_run.run_after), source=KisBarSource(client)
+            )
+        return _emit(summary, outlet_events)
 
-    @task(outlets=[BARS])
-    def minute_bars(*, logical_date: Any = None, outlet_events: Any = None) -> dict[str, Any]:
+    @task(outlets=[BARS_WRITTEN], multiple_outputs=False)
+    def minute_bars(
+        *, logical_date: Any = None, dag_run: Any = None, outlet_events: Any = None
+    ) -> IngestSummary:
+        from pipeline.ingest.sources import KisBarSource
         from pipeline.ingest.tasks import ingest_minute_session, session_day
 
-        result = ingest_minute_session(session_day(logical_date), source=_bar_source())
-        outlet_events[BARS].extra = {k: result[k] for k in ("symbols", "intervals", "start", "end")}
-        return result
+        with _kis_client() as client:
+            summary = ingest_minute_session(
+                session_day(logical_date or dag_run.run_after), source=KisBarSource(client)
+            )
+        return _emit(summary, outlet_events)
 
     krx_session() >> daily_bars() >> minute_bars()
 

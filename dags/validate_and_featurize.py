@@ -11,27 +11,31 @@ asset event) it:
 3. builds the TA-Lib features (`pipeline/features`) for the window and stores them with their
    feature-set version (idempotent), then emits the Asset `features`.
 
+Only the window's bars are validated, counted and quarantined; the session before it only supplies the
+previous close for the price-limit check. An event whose extra is not a window (no dates, bad dates) is
+skipped with its reason in the log and in the task's summary (`skipped`); the other events are validated.
 The run fails only when a window's failure rate exceeds `KRX_VALIDATION_MAX_FAILURE_RATE`; the Data Docs
 page of every run is written under `<KRX_VAR_DIR>/data_docs/` and its path is in the task log.
-Triggered by hand (no asset event), it checks the ten days up to the run's logical date.
+Triggered by hand (no asset event), it checks the ten days up to the run's date.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pendulum
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import dag, task
+from krx_assets import BARS, FEATURES, TZ_NAME
 
-BARS = Asset(name="bars", uri="krx://market-store/bars")
-FEATURES = Asset(name="features", uri="krx://market-store/features")
+if TYPE_CHECKING:
+    from pipeline.ingest.contracts import ValidationSummary
 
 
 @dag(
     dag_id="validate_and_featurize",
     schedule=[BARS],
-    start_date=pendulum.datetime(2025, 1, 1, tz="Asia/Seoul"),
+    start_date=pendulum.datetime(2025, 1, 1, tz=TZ_NAME),
     catchup=False,
     max_active_runs=1,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
@@ -39,15 +43,17 @@ FEATURES = Asset(name="features", uri="krx://market-store/features")
     doc_md=__doc__,
 )
 def validate_and_featurize() -> None:
-    @task(outlets=[FEATURES])
+    @task(outlets=[FEATURES], multiple_outputs=False)
     def validate_then_featurize(
-        *, triggering_asset_events: Any = None, logical_date: Any = None
-    ) -> dict[str, Any]:
+        *, triggering_asset_events: Any = None, logical_date: Any = None, dag_run: Any = None
+    ) -> ValidationSummary:
         from pipeline.ingest.quality import validate_and_featurize as run
         from pipeline.ingest.tasks import session_day
 
-        windows = [e.extra for e in (triggering_asset_events or {}).get(BARS, [])]
-        return run(windows, default_end=session_day(logical_date))
+        events = (triggering_asset_events or {}).get(BARS, [])
+        # Asset-triggered runs have no logical date: their day is when they were queued (run_after).
+        day = session_day(logical_date or dag_run.run_after)
+        return run([e.extra for e in events] or None, default_end=day)
 
     validate_then_featurize()
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pipeline.ingest.contracts import BarsWindow, SymbolFailure
 from pipeline.ingest.sources import BarSource
+from pipeline.market import TZ_NAME
 from pipeline.store import load_bars
 from pipeline.store.schema import bars as bars_table
+from pipeline.store.times import to_utc
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ class SymbolIngest:
 
 @dataclass
 class IngestReport:
-    """Everything one ingest call did, small enough for XCom (``to_dict``)."""
+    """Everything one ingest call did (summarised for XCom by :mod:`pipeline.ingest.tasks`)."""
 
     items: list[SymbolIngest] = field(default_factory=list)
 
@@ -47,19 +51,36 @@ class IngestReport:
     def failed(self) -> list[SymbolIngest]:
         return [i for i in self.items if i.error]
 
+    def failures(self) -> list[SymbolFailure]:
+        """The failed symbols, JSON-able."""
+        return [
+            SymbolFailure(symbol=i.symbol, interval=i.interval, start=i.start, end=i.end, error=i.error or "")
+            for i in self.failed
+        ]
+
     def extend(self, other: IngestReport) -> None:
         self.items.extend(other.items)
 
-    def to_dict(self) -> dict[str, Any]:
-        keys = ("fetched", "inserted", "updated", "unchanged", "quarantined")
-        return {
-            **{k: self.total(k) for k in keys},
-            "symbols": sorted({i.symbol for i in self.items}),
-            "intervals": sorted({i.interval for i in self.items}),
-            "start": min((i.start for i in self.items), default=None),
-            "end": max((i.end for i in self.items), default=None),
-            "failed": [asdict(i) for i in self.failed],
-        }
+    def window(self) -> BarsWindow | None:
+        """The symbols and KST days bars were stored for (None when no bar landed): what to validate."""
+        landed = [i for i in self.items if not i.error and i.fetched > i.quarantined]
+        if not landed:
+            return None
+        return BarsWindow(
+            symbols=tuple(sorted({i.symbol for i in landed})),
+            intervals=tuple(sorted({i.interval for i in landed})),
+            start=min(dt.date.fromisoformat(i.start) for i in landed),
+            end=max(dt.date.fromisoformat(i.end) for i in landed),
+        )
+
+    def without_bar_on(self, day: dt.date, engine: Engine) -> list[SymbolIngest]:
+        """Items whose fetch covered session ``day`` yet whose symbol has no stored bar that day."""
+        covering = [i for i in self.items if not i.error and i.start <= day.isoformat() <= i.end]
+        have: set[tuple[str, str]] = set()
+        for interval in {i.interval for i in covering}:
+            symbols = {i.symbol for i in covering if i.interval == interval}
+            have |= {(s, interval) for s in symbols_with_bar_on(symbols, interval, day, engine)}
+        return [i for i in covering if (i.symbol, i.interval) not in have]
 
 
 def store_fetched(raw: pd.DataFrame, item: SymbolIngest, *, source: str, engine: Engine) -> SymbolIngest:
@@ -82,7 +103,24 @@ def last_stored_day(symbol: str, interval: str, engine: Engine) -> dt.date | Non
     )
     with engine.connect() as conn:
         newest = conn.execute(query).scalar_one_or_none()
-    return None if newest is None else pd.Timestamp(newest).tz_convert("Asia/Seoul").date()
+    return None if newest is None else pd.Timestamp(newest).tz_convert(TZ_NAME).date()
+
+
+def symbols_with_bar_on(symbols: Iterable[str], interval: str, day: dt.date, engine: Engine) -> set[str]:
+    """Which of ``symbols`` have a stored ``interval`` bar on KST day ``day``."""
+    lo = to_utc(pd.Timestamp(day).tz_localize(TZ_NAME))
+    query = (
+        sa.select(bars_table.c.symbol)
+        .distinct()
+        .where(
+            bars_table.c.symbol.in_(list(symbols)),
+            bars_table.c.interval == interval,
+            bars_table.c.ts >= lo,
+            bars_table.c.ts < lo + dt.timedelta(days=1),
+        )
+    )
+    with engine.connect() as conn:
+        return set(conn.execute(query).scalars())
 
 
 def daily_window(symbol: str, day: dt.date, history_days: int, engine: Engine) -> tuple[dt.date, dt.date]:

@@ -9,11 +9,13 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pipeline.ingest.adjust import AdjustMethod, back_adjust
 from pipeline.ingest.bars import IngestReport, SymbolIngest, daily_window, fetch_and_store, store_fetched
 from pipeline.ingest.sources import BarSource
+from pipeline.market import TZ_NAME, contract_schedule, front_contract, is_contract_code
 from pipeline.store import read_bars, upsert_bars
+from pipeline.store.schema import bars as bars_table
 from pipeline.store.schema import futures_rolls
-from pipeline.universe import AdjustMethod, back_adjust, contract_schedule, front_contract, is_contract_code
 
 log = logging.getLogger(__name__)
 _OVERLAP = dt.timedelta(days=7)  # fetch a little before each segment so the roll day has both contracts
@@ -46,22 +48,29 @@ def ingest_futures_daily(
     return report
 
 
+def stored_contract_codes(engine: Engine) -> list[str]:
+    """Codes of the single futures contracts with stored daily bars."""
+    query = sa.select(bars_table.c.symbol).distinct().where(bars_table.c.interval == "1d")
+    with engine.connect() as conn:
+        return sorted(s for s in conn.execute(query).scalars() if is_contract_code(s))
+
+
 def rebuild_continuous(
     engine: Engine, *, continuous_symbol: str, end: dt.date, roll_days: int, method: AdjustMethod
 ) -> SymbolIngest:
     """Recompute the continuous series over all stored contract history (adjustments change older
-    prices at every roll) and upsert it; unchanged bars are left alone."""
-    stored = read_bars(interval="1d", engine=engine)
-    contracts = stored[stored["symbol"].map(is_contract_code).astype(bool)]
-    item = SymbolIngest(continuous_symbol, "1d", "", end.isoformat())
-    if contracts.empty:
+    prices at every roll) and upsert it; unchanged bars are left alone. Reads only contract bars."""
+    item = SymbolIngest(continuous_symbol, "1d", end.isoformat(), end.isoformat())
+    codes = stored_contract_codes(engine)
+    if not codes:
         return item
-    first = contracts["ts"].min().tz_convert("Asia/Seoul").date()
+    contracts = read_bars(codes, "1d", engine=engine)
+    first = contracts["ts"].min().tz_convert(TZ_NAME).date()
     segments = []
     prev_last: dt.date | None = None
     for contract, seg_first, seg_last in contract_schedule(first, end, roll_days):
         own = contracts[contracts["symbol"] == contract.code]
-        kst = own["ts"].dt.tz_convert("Asia/Seoul").dt.date
+        kst = own["ts"].dt.tz_convert(TZ_NAME).dt.date
         lo = prev_last or seg_first
         part = own[(kst >= lo) & (kst <= seg_last)]
         if not part.empty:
@@ -135,4 +144,4 @@ def ingest_futures_minutes(
 
 
 def _kst_midnight(day: dt.date) -> pd.Timestamp:
-    return pd.Timestamp(day).tz_localize("Asia/Seoul")
+    return pd.Timestamp(day).tz_localize(TZ_NAME)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Protocol
+from typing import Protocol, Self
 
 import pandas as pd
 
@@ -33,6 +33,16 @@ class KisBarSource:
     def __init__(self, client: KisClient, name: str | None = None) -> None:
         self.client = client
         self.name = name or f"kis:{client.config.env}"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the client's HTTP connections."""
+        self.client.close()
 
     def daily(self, symbol: str, start: dt.date, end: dt.date) -> pd.DataFrame:
         return _raw(self.client.fetch_daily_bars(symbol, start, end))

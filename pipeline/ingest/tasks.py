@@ -5,38 +5,71 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import Any
+from contextlib import ExitStack, closing
 
 import pandas as pd
 from sqlalchemy.engine import Engine
 
 from pipeline.config import Settings, get_settings
 from pipeline.ingest.bars import IngestReport, ingest_daily, ingest_minutes
+from pipeline.ingest.contracts import IngestSummary
 from pipeline.ingest.futures import ingest_futures_daily, ingest_futures_minutes
 from pipeline.ingest.sources import BarSource, KisBarSource
+from pipeline.market import TZ_NAME, is_session
 from pipeline.store import get_engine
-from pipeline.universe import is_session
 
 log = logging.getLogger(__name__)
 
 
 class IngestFailed(RuntimeError):
-    """Some symbols could not be fetched; everything else was stored. Safe to retry (idempotent)."""
+    """Some symbols could not be fetched, or (daily bars) the broker had no bar for an open session;
+    everything else was stored. Safe to retry (idempotent)."""
 
 
-def kis_source(settings: Settings | None = None) -> BarSource:
-    """Bars from KIS for ``settings.kis_env`` (the local simulator by default)."""
+def kis_source(settings: Settings | None = None) -> KisBarSource:
+    """Bars from KIS for ``settings.kis_env`` (the local simulator by default); close it after use."""
     from pipeline.kis import KisClient
 
     return KisBarSource(KisClient.from_settings(settings or get_settings()))
 
 
-def _finish(report: IngestReport, what: str) -> dict[str, Any]:
-    summary = report.to_dict()
-    log.info("%s: %s", what, {k: v for k, v in summary.items() if k != "failed"})
-    if report.failed:
-        names = ", ".join(f"{f.symbol} ({f.error})" for f in report.failed)
-        raise IngestFailed(f"{what}: {len(report.failed)} symbol(s) failed, the rest is stored: {names}")
+def _summary(
+    day: dt.date, report: IngestReport | None = None, empty: list[str] | None = None, *, session: bool = True
+) -> IngestSummary:
+    report = report or IngestReport()
+    window = report.window()
+    return IngestSummary(
+        session=session,
+        day=day.isoformat(),
+        fetched=report.total("fetched"),
+        inserted=report.total("inserted"),
+        updated=report.total("updated"),
+        unchanged=report.total("unchanged"),
+        quarantined=report.total("quarantined"),
+        symbols=sorted({i.symbol for i in report.items}),
+        intervals=sorted({i.interval for i in report.items}),
+        failed=report.failures(),
+        empty=empty or [],
+        warnings=[f"{e}: the broker returned no bar for session {day}" for e in empty or []],
+        window=window.to_extra() if window else None,
+    )
+
+
+def _finish(
+    report: IngestReport, what: str, day: dt.date, engine: Engine, empty_fails: bool
+) -> IngestSummary:
+    empty = [f"{i.symbol} {i.interval}" for i in report.without_bar_on(day, engine)]
+    summary = _summary(day, report, empty)
+    log.info("%s: %s", what, {k: v for k, v in summary.items() if k not in ("failed", "symbols")})
+    for warning in summary["warnings"]:
+        log.warning("%s: %s", what, warning)
+    problems = [f"{f.symbol} ({f.error})" for f in report.failed]
+    if empty and empty_fails:
+        problems.append(f"no bar for session {day} from the broker for {', '.join(empty)}")
+    if problems:
+        raise IngestFailed(
+            f"{what}: {'; '.join(problems)}; the rest is stored, a retry fetches what is missing"
+        )
     return summary
 
 
@@ -80,15 +113,19 @@ def _run_session(
     source: BarSource | None,
     settings: Settings | None,
     engine: Engine | None,
-) -> dict[str, Any]:
+    *,
+    empty_fails: bool,
+) -> IngestSummary:
     settings = settings or get_settings()
     if not is_session(day):
         log.info("%s is not a KRX session: no %s to ingest", day, what)
-        return {"session": False, "day": day.isoformat()}
-    report = work(
-        day, settings, source or kis_source(settings), engine or get_engine(settings.resolved_database_url)
-    )
-    return {"session": True, "day": day.isoformat(), **_finish(report, f"{what} {day}")}
+        return _summary(day, session=False)
+    engine = engine or get_engine(settings.resolved_database_url)
+    with ExitStack() as stack:
+        if source is None:  # ours to close; a source passed in belongs to the caller
+            source = stack.enter_context(closing(kis_source(settings)))
+        report = work(day, settings, source, engine)
+    return _finish(report, f"{what} {day}", day, engine, empty_fails)
 
 
 def ingest_daily_session(
@@ -97,9 +134,11 @@ def ingest_daily_session(
     source: BarSource | None = None,
     settings: Settings | None = None,
     engine: Engine | None = None,
-) -> dict[str, Any]:
-    """Daily bars of stocks, indices and KOSPI200 futures (contracts + continuous) up to session ``day``."""
-    return _run_session("daily bars", _daily, day, source, settings, engine)
+) -> IngestSummary:
+    """Daily bars of stocks, indices and KOSPI200 futures (contracts + continuous) up to session ``day``.
+    Raises :class:`IngestFailed` after storing the rest when a fetch failed or the broker had no bar
+    of a symbol for the session."""
+    return _run_session("daily bars", _daily, day, source, settings, engine, empty_fails=True)
 
 
 def ingest_minute_session(
@@ -108,11 +147,15 @@ def ingest_minute_session(
     source: BarSource | None = None,
     settings: Settings | None = None,
     engine: Engine | None = None,
-) -> dict[str, Any]:
-    """1-minute bars of ``settings.intraday_symbols`` for session ``day``."""
-    return _run_session("minute bars", _minutes, day, source, settings, engine)
+) -> IngestSummary:
+    """1-minute bars of ``settings.intraday_symbols`` for session ``day``; symbols the broker had no
+    bar for are warnings in the summary. Raises :class:`IngestFailed` when a fetch failed."""
+    return _run_session("minute bars", _minutes, day, source, settings, engine, empty_fails=False)
 
 
-def session_day(logical_date: dt.datetime | pd.Timestamp) -> dt.date:
-    """The KRX session date (KST) a DAG run is about."""
-    return pd.Timestamp(logical_date).tz_convert("Asia/Seoul").date()
+def session_day(when: dt.datetime | pd.Timestamp | None) -> dt.date:
+    """The KRX session date (KST) a DAG run is about: pass its ``logical_date``, or ``run_after`` for
+    runs without one (asset-triggered runs)."""
+    if when is None or pd.isna(when):
+        raise ValueError("the run has no date: pass dag_run.run_after when logical_date is None")
+    return pd.Timestamp(when).tz_convert(TZ_NAME).date()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.validation.calendar import KST, krx_sessions, session_bounds
+from pipeline.market import (
+    TZ_NAME,
+    InstrumentKind,
+    SessionHours,
+    classify,
+    krx_sessions,
+    price_limit,
+    validate_symbol,
+)
+from pipeline.store.validation import validate_interval
+from pipeline.validation.calendar import session_bounds
 from pipeline.validation.suite import KEY, LIMIT_EPS, PRICES, run_suite
 
 log = logging.getLogger(__name__)
@@ -122,19 +132,26 @@ def _is_daily(interval: pd.Series) -> np.ndarray:
     return np.asarray(interval.fillna("").str.lower().str.endswith("d"), dtype=bool)
 
 
+def kinds_of(symbols: pd.Series, kinds: Mapping[str, InstrumentKind | str] | None) -> pd.Series:
+    """The kind of each row's symbol: from ``kinds``, else :func:`pipeline.market.classify`; a value in
+    ``kinds`` that is not an :class:`InstrumentKind` raises ``ValueError``."""
+    given = {s: InstrumentKind(k) for s, k in (kinds or {}).items()}
+    known = {s: given.get(str(s)) or classify(str(s)) for s in symbols.dropna().unique()}
+    return symbols.map(known).fillna(InstrumentKind.STOCK)  # no symbol: the row fails non-null anyway
+
+
 def _in_session(
     typed: pd.DataFrame,
     sessions: pd.DatetimeIndex,
-    kinds: Mapping[str, str] | None,
-    session_hours: dict[str, tuple[str, str]] | None,
+    kinds: pd.Series,
+    fixed_hours: Mapping[InstrumentKind, SessionHours] | None,
 ) -> np.ndarray:
     """1.0 inside the session, 0.0 outside, NaN when ts is unknown. Daily bars must be stamped 00:00 KST
     of a session date; intraday bars must start between the session's open and close (inclusive)."""
-    local = typed["ts"].dt.tz_convert(KST).dt.tz_localize(None)
+    local = typed["ts"].dt.tz_convert(TZ_NAME).dt.tz_localize(None)
     days = local.dt.normalize()
     minute = ((local - days) / pd.Timedelta(minutes=1)).to_numpy(dtype=float)
-    kind = typed["symbol"].map(lambda s: (kinds or {}).get(str(s), "stock")).fillna("stock")
-    opens, closes = session_bounds(days, kind, session_hours)
+    opens, closes = session_bounds(days, kinds, fixed_hours)
     is_session = days.isin(sessions).to_numpy()
     daily = _is_daily(typed["interval"])
     intraday_ok = (minute >= opens) & (minute <= closes)
@@ -145,7 +162,7 @@ def _in_session(
 def _max_move_over_limit(
     typed: pd.DataFrame,
     sessions: pd.DatetimeIndex,
-    price_limit: float | Mapping[str, float],
+    limit: pd.Series,
     exclude: np.ndarray | None = None,
 ) -> np.ndarray:
     """Largest |price / reference - 1| over high, low and close, divided by the symbol's daily limit.
@@ -157,7 +174,7 @@ def _max_move_over_limit(
     frame = typed.loc[typed["ts"].notna(), ["symbol", "interval", "ts", "high", "low", "close"]].copy()
     if frame.empty:
         return np.full(len(typed), np.nan)
-    frame["day"] = frame["ts"].dt.tz_convert(KST).dt.tz_localize(None).dt.normalize()
+    frame["day"] = frame["ts"].dt.tz_convert(TZ_NAME).dt.tz_localize(None).dt.normalize()
     usable = frame["close"] > 0
     if exclude is not None:
         usable &= ~exclude[frame.index.to_numpy()]
@@ -174,32 +191,73 @@ def _max_move_over_limit(
         last[["symbol", "interval", "day", "ref"]], on=["symbol", "interval", "day"], how="left"
     )
     ref.index = frame.index
-    if isinstance(price_limit, Mapping):
-        limit = frame["symbol"].map(lambda s: price_limit.get(str(s), np.nan)).astype(float)
-    else:
-        limit = pd.Series(float(price_limit), index=frame.index)
     moves = [(frame[col] / ref["ref"] - 1).abs() for col in ("high", "low", "close")]
-    ratio = pd.concat(moves, axis=1).max(axis=1, skipna=False) / limit
+    ratio = pd.concat(moves, axis=1).max(axis=1, skipna=False) / limit.loc[frame.index]
     return ratio.reindex(typed.index).to_numpy(dtype=float)
 
 
-def _derived(typed: pd.DataFrame, sessions: pd.DatetimeIndex, **kw: Any) -> pd.DataFrame:
-    out = typed.copy()
-    out["ts_in_session"] = _in_session(typed, sessions, kw["kinds"], kw["session_hours"])
+def _limits(
+    symbols: pd.Series, kinds: pd.Series, price_limits: float | Mapping[str, float] | None
+) -> pd.Series:
+    """The daily price limit of each row: one for all, per symbol (missing symbols: unchecked, NaN), or by
+    default the limit of the row's kind (:func:`pipeline.market.price_limit`)."""
+    if price_limits is None:
+        return kinds.map(price_limit).astype(float)
+    if isinstance(price_limits, Mapping):
+        return symbols.map(lambda s: price_limits.get(str(s), np.nan)).astype(float)
+    return pd.Series(float(price_limits), index=symbols.index)
+
+
+def _limit_moves(
+    typed: pd.DataFrame, context: pd.DataFrame, sessions: pd.DatetimeIndex, limit: pd.Series
+) -> np.ndarray:
+    """``max_move_over_limit`` of the batch rows, with the ``context`` rows (earlier sessions, never
+    validated themselves) available as the previous close."""
+    both = pd.concat([context, typed], ignore_index=True)
+    if len(context):
+        first = both["ts"].dropna().min()
+        sessions = sessions.union(krx_sessions(first, sessions.min() if len(sessions) else both["ts"].max()))
     # Two passes: a bad print (a spike) must not make the next, correct bar look like a limit breach, so
     # closes that break the limit against their own reference are not used as a reference.
-    first = _max_move_over_limit(typed, sessions, kw["price_limit"])
+    first_pass = _max_move_over_limit(both, sessions, limit)
     with np.errstate(invalid="ignore"):
-        breached = np.nan_to_num(first, nan=0.0) > 1 + LIMIT_EPS
-    out["max_move_over_limit"] = _max_move_over_limit(typed, sessions, kw["price_limit"], breached)
+        breached = np.nan_to_num(first_pass, nan=0.0) > 1 + LIMIT_EPS
+    return _max_move_over_limit(both, sessions, limit, breached)[len(context) :]
+
+
+def _derived(
+    typed: pd.DataFrame, context: pd.DataFrame, sessions: pd.DatetimeIndex, **kw: Any
+) -> pd.DataFrame:
+    out = typed.copy()
+    both = pd.concat([context["symbol"], typed["symbol"]], ignore_index=True)
+    kinds = kinds_of(both, kw["kinds"])
+    limit = _limits(both, kinds, kw["price_limit"])
+    out["ts_in_session"] = _in_session(typed, sessions, kinds.iloc[len(context) :], kw["fixed_hours"])
+    out["max_move_over_limit"] = _limit_moves(typed, context, sessions, limit)
     out["volume_fraction"] = typed["volume"] - np.floor(typed["volume"])
+    out["symbol_valid"] = _accepted(typed["symbol"], validate_symbol)
+    out["interval_known"] = _accepted(typed["interval"], validate_interval)
     return out
+
+
+def _accepted(values: pd.Series, rule: Callable[[str], object]) -> pd.Series:
+    """1.0 where ``rule`` accepts the value, 0.0 where it raises ``ValueError``, NaN where it is missing."""
+
+    def judge(value: str) -> float:
+        try:
+            rule(value)
+        except ValueError:
+            return 0.0
+        return 1.0
+
+    verdicts = {v: judge(str(v)) for v in values.dropna().unique()}
+    return values.map(verdicts).astype(float)
 
 
 def _calendar(typed: pd.DataFrame, sessions: pd.DatetimeIndex | None) -> pd.DatetimeIndex:
     if sessions is not None:
         idx = pd.DatetimeIndex(sessions)
-        idx = idx.tz_convert(KST).tz_localize(None) if idx.tz is not None else idx
+        idx = idx.tz_convert(TZ_NAME).tz_localize(None) if idx.tz is not None else idx
         return pd.DatetimeIndex(idx.normalize().unique().sort_values())
     ts = typed["ts"].dropna()
     if ts.empty:
@@ -214,11 +272,14 @@ def missing_sessions(
     else the sessions between the symbol's first and last bar in the batch. Reported, never quarantined."""
     out: dict[str, list[dt.date]] = {}
     have = pd.DataFrame(
-        {"symbol": good["symbol"], "day": good["ts"].dt.tz_convert(KST).dt.tz_localize(None).dt.normalize()}
+        {
+            "symbol": good["symbol"],
+            "day": good["ts"].dt.tz_convert(TZ_NAME).dt.tz_localize(None).dt.normalize(),
+        }
     )
     have_days = {s: pd.DatetimeIndex(rows["day"].unique()) for s, rows in have.groupby("symbol")}
     valid = typed.dropna(subset=["symbol", "ts"])
-    local = valid["ts"].dt.tz_convert(KST).dt.tz_localize(None)
+    local = valid["ts"].dt.tz_convert(TZ_NAME).dt.tz_localize(None)
     span = local.groupby(valid["symbol"]).agg(["min", "max"])
     for symbol, first, last in span.itertuples():
         expected = sessions if explicit else sessions[(sessions >= first.normalize()) & (sessions <= last)]
@@ -264,10 +325,11 @@ def _log_report(report: BarsValidationReport, name: str, max_failure_rate: float
 def validate_bars(
     bars: pd.DataFrame,
     *,
+    context: pd.DataFrame | None = None,
     sessions: pd.DatetimeIndex | None = None,
-    price_limit: float | Mapping[str, float] = 0.30,
-    kinds: Mapping[str, str] | None = None,
-    session_hours: dict[str, tuple[str, str]] | None = None,
+    price_limit: float | Mapping[str, float] | None = None,
+    kinds: Mapping[str, InstrumentKind | str] | None = None,
+    fixed_hours: Mapping[InstrumentKind, SessionHours] | None = None,
     data_docs_dir: Path | None = None,
     max_failure_rate: float = 0.05,
     run_name: str | None = None,
@@ -275,17 +337,21 @@ def validate_bars(
 ) -> BarsValidationReport:
     """Run the bars suite on a typed copy of ``bars``; never raises on malformed values.
 
-    ``sessions``: the calendar (session dates; default KRX sessions spanning the batch). ``price_limit``:
-    the daily limit as a fraction (KRX stocks 0.30), one for all or per symbol (symbols missing from a
-    mapping are not checked). ``kinds``: symbol -> "stock" | "future" (default stock) for session hours;
-    ``session_hours``: kind -> ("HH:MM", "HH:MM") fixed local hours replacing the KRX schedule.
+    ``context``: bars of the sessions just before the batch, only used as the previous close of the
+    price-limit check — never validated, counted or quarantined. ``sessions``: the batch's calendar
+    (session dates; default KRX sessions spanning the batch; context days are looked up in the KRX
+    calendar). ``price_limit``: the daily limit as a fraction, one for all or per symbol (symbols missing
+    from a mapping are not checked); default the limit of each symbol's kind. ``kinds``: symbol ->
+    :class:`~pipeline.market.InstrumentKind` (others are classified by :func:`pipeline.market.classify`;
+    an unknown kind raises ``ValueError``); ``fixed_hours``: kind -> hours replacing the KRX schedule.
     ``source`` overrides the rows' source column in ``good``. The run passes while the share of
     quarantined rows is at most ``max_failure_rate``; with ``data_docs_dir`` GX Data Docs are rendered there.
     """
     rows_in = len(bars)
     typed = typed_bars(bars)
     calendar = _calendar(typed, sessions)
-    checked = _derived(typed, calendar, kinds=kinds, session_hours=session_hours, price_limit=price_limit)
+    before = typed_bars(context if context is not None else pd.DataFrame(columns=STORE_COLUMNS))
+    checked = _derived(typed, before, calendar, kinds=kinds, fixed_hours=fixed_hours, price_limit=price_limit)
     name = run_name or f"bars-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}"
     run = run_suite(checked, docs_dir=data_docs_dir, run_name=name)
     reasons = _reasons(run.flagged, rows_in)

@@ -1,73 +1,75 @@
-"""KRX calendar helpers: session dates (exchange_calendars XKRX), trading hours per instrument kind."""
+"""Session bounds of each bar: the XKRX schedule and the per-kind hours of :mod:`pipeline.market`."""
 
 from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
-from pipeline.universe import QUARTER_MONTHS, contract, krx_sessions, xkrx_calendar
+from pipeline.market import (
+    TZ_NAME,
+    InstrumentKind,
+    SessionHours,
+    is_expiry_day,
+    krx_sessions,
+    session_hours,
+    xkrx_calendar,
+)
+from pipeline.market.hours import FUTURES_SHIFT
 
-__all__ = ["DEFAULT_SESSION_HOURS", "futures_expiry_dates", "krx_sessions", "session_bounds"]
+__all__ = ["futures_expiry_dates", "krx_sessions", "session_bounds"]
 
-KST = "Asia/Seoul"
 
-#: Regular hours (local, KST) when no exchange schedule applies: stocks 09:00-15:30, KOSPI200 futures
-#: 08:45-15:45 (KRX trading rules; DESIGN.md "KIS facts").
-DEFAULT_SESSION_HOURS: dict[str, tuple[str, str]] = {
-    "stock": ("09:00", "15:30"),
-    "future": ("08:45", "15:45"),
-}
-# Futures open 15 minutes before and close 15 minutes after stocks; on the last trading day (2nd Thursday of
-# Mar/Jun/Sep/Dec) they close at 15:20, ten minutes before the stock close.
-_FUTURE_SHIFT_MIN = 15.0
-_EXPIRY_EARLY_MIN = 10.0
-_EXPIRY_MONTHS = QUARTER_MONTHS
+def _minutes(t: dt.time) -> float:
+    return float(t.hour * 60 + t.minute)
+
+
+_FUTURES_HOURS = session_hours(InstrumentKind.FUTURES)
+_SHIFT_MIN = FUTURES_SHIFT / dt.timedelta(minutes=1)
+#: Minutes between the futures close on a last trading day and on other days (negative: earlier).
+_EXPIRY_CLOSE_MIN = _minutes(_FUTURES_HOURS.close_on(expiry_day=True)) - _minutes(_FUTURES_HOURS.close)
 
 
 def futures_expiry_dates(sessions: pd.DatetimeIndex) -> pd.DatetimeIndex:
-    """Last trading days of KOSPI200 futures within ``sessions`` (see :func:`pipeline.universe.contract`)."""
-    if sessions.empty:
-        return pd.DatetimeIndex([])
-    quarters = [
-        p for p in pd.period_range(sessions.min(), sessions.max(), freq="M") if p.month in _EXPIRY_MONTHS
-    ]
-    days = pd.DatetimeIndex([pd.Timestamp(contract(p.year, p.month).last_trading_day) for p in quarters])
-    return days[days.isin(sessions)]
-
-
-def _minutes(text: str) -> float:
-    hours, minutes = text.split(":")
-    return float(int(hours) * 60 + int(minutes))
+    """Last trading days of KOSPI200 futures within ``sessions`` (see :func:`pipeline.market.contract`)."""
+    return pd.DatetimeIndex([d for d in sessions if is_expiry_day(d.date())])
 
 
 def session_bounds(
-    days: pd.Series, kinds: pd.Series, session_hours: dict[str, tuple[str, str]] | None = None
+    days: pd.Series,
+    kinds: pd.Series,
+    fixed_hours: Mapping[InstrumentKind, SessionHours] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the open and close of its session in minutes after local midnight.
 
-    ``days`` are naive local dates, ``kinds`` the instrument kind per row. Kinds named in ``session_hours``
-    use those fixed hours; stocks and futures otherwise follow the XKRX schedule (late opens such as the
-    first session of a year, the 15:00 close before August 2016), futures shifted to 08:45-15:45 and 15:20 on
-    their last trading day. Days outside the schedule fall back to the regular hours.
+    ``days`` are naive local dates, ``kinds`` the :class:`~pipeline.market.InstrumentKind` per row (a value
+    that is not a kind raises ``ValueError``). Kinds in ``fixed_hours`` use those hours on every day; the
+    others follow the XKRX schedule (late opens such as the first session of a year, the 15:00 close before
+    August 2016), futures shifted by ``FUTURES_SHIFT`` and closing early on their last trading day. Days
+    outside the schedule fall back to :func:`pipeline.market.session_hours`.
     """
-    override = session_hours or {}
-    hours = {**DEFAULT_SESSION_HOURS, **override}
-    kind = kinds.astype(str).to_numpy()
-    opens = np.array([_minutes(hours.get(k, hours["stock"])[0]) for k in kind], dtype=float)
-    closes = np.array([_minutes(hours.get(k, hours["stock"])[1]) for k in kind], dtype=float)
-    is_future = kind == "future"
-    scheduled = np.isin(kind, [k for k in ("stock", "future") if k not in override])
+    fixed = {InstrumentKind(k): v for k, v in (fixed_hours or {}).items()}
+    known = {k: InstrumentKind(k) for k in pd.unique(kinds)}
+    kind = [known[k] for k in kinds]
+    hours = [fixed.get(k) or session_hours(k) for k in kind]
+    opens = np.array([_minutes(h.open) for h in hours], dtype=float)
+    closes = np.array([_minutes(h.close) for h in hours], dtype=float)
+    is_futures = np.array([k is InstrumentKind.FUTURES for k in kind], dtype=bool)
+    scheduled = np.array([k not in fixed for k in kind], dtype=bool)
     if scheduled.any():
         sched_open, sched_close = _schedule_minutes(days)
         use = scheduled & ~np.isnan(sched_open)
-        shift = np.where(is_future, _FUTURE_SHIFT_MIN, 0.0)
+        shift = np.where(is_futures, _SHIFT_MIN, 0.0)
         opens = np.where(use, sched_open - shift, opens)
         closes = np.where(use, sched_close + shift, closes)
-    if "future" not in override and is_future.any():
-        future_days = days[is_future].dropna()
-        expiry_days = futures_expiry_dates(krx_sessions(future_days.min(), future_days.max()))
-        on_expiry = is_future & days.isin(expiry_days).to_numpy()
-        closes = np.where(on_expiry, closes - _FUTURE_SHIFT_MIN - _EXPIRY_EARLY_MIN, closes)
+    expiring = is_futures & scheduled
+    if expiring.any():
+        futures_days = days[expiring].dropna()
+        expiry_days = futures_expiry_dates(krx_sessions(futures_days.min(), futures_days.max()))
+        on_expiry = expiring & days.isin(expiry_days).to_numpy()
+        closes = np.where(on_expiry, closes + _EXPIRY_CLOSE_MIN, closes)
     return opens, closes
 
 
@@ -82,8 +84,12 @@ def _schedule_minutes(days: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     if sched.empty:
         return nan, nan.copy()
     day_index = pd.DatetimeIndex(sched.index)
-    open_min = (sched["open"].dt.tz_convert(KST).dt.tz_localize(None) - day_index) / pd.Timedelta(minutes=1)
-    close_min = (sched["close"].dt.tz_convert(KST).dt.tz_localize(None) - day_index) / pd.Timedelta(minutes=1)
+    open_min = (sched["open"].dt.tz_convert(TZ_NAME).dt.tz_localize(None) - day_index) / pd.Timedelta(
+        minutes=1
+    )
+    close_min = (sched["close"].dt.tz_convert(TZ_NAME).dt.tz_localize(None) - day_index) / pd.Timedelta(
+        minutes=1
+    )
     where = pd.DatetimeIndex(days.to_numpy())
     return (
         open_min.reindex(where).to_numpy(dtype=float),

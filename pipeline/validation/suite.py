@@ -17,8 +17,10 @@ PRICES = ("open", "high", "low", "close")
 #: Columns the validated (typed) frame carries: the bar itself plus derived per-row checks.
 #: ``ts_in_session`` is 1.0 when the bar lies inside its session (0.0 outside, NaN when ts is unknown);
 #: ``max_move_over_limit`` is the largest |price / reference - 1| divided by the price limit;
-#: ``volume_fraction`` is volume minus its integer part (the store keeps whole shares/contracts).
-DERIVED = ("ts_in_session", "max_move_over_limit", "volume_fraction")
+#: ``volume_fraction`` is volume minus its integer part (the store keeps whole shares/contracts);
+#: ``symbol_valid`` / ``interval_known`` are 1.0 when the store's symbol rule / interval set accept the
+#: value (0.0 otherwise, NaN when missing), so every good row can be stored.
+DERIVED = ("ts_in_session", "max_move_over_limit", "volume_fraction", "symbol_valid", "interval_known")
 KEY = ("symbol", "interval", "ts")
 # Prices quoted at the limit are rounded to the tick toward the previous close, so a legal move is at most
 # exactly the limit; the epsilon only absorbs float division.
@@ -26,8 +28,9 @@ LIMIT_EPS = 1e-9
 
 
 def build_bars_suite() -> Any:
-    """The bars suite: schema/non-null, OHLC consistency, positive prices, volume >= 0 and whole, unique
-    (symbol, interval, ts), bar inside its session, moves within the instrument's daily price limit."""
+    """The bars suite: schema/non-null, symbol rule and known interval, OHLC consistency, positive prices,
+    volume >= 0 and whole, unique (symbol, interval, ts), bar inside its session, moves within the
+    instrument's daily price limit."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
@@ -58,6 +61,8 @@ def build_bars_suite() -> Any:
         gxe.ExpectCompoundColumnsToBeUnique(column_list=list(KEY), ignore_row_if="any_value_is_missing")
     )
     suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="ts_in_session", value_set=[1.0]))
+    for col in ("symbol_valid", "interval_known"):
+        suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=[1.0]))
     suite.add_expectation(
         gxe.ExpectColumnValuesToBeBetween(column="max_move_over_limit", min_value=0, max_value=1 + LIMIT_EPS)
     )

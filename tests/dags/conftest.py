@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from pipeline.market import KST
+
 ROOT = Path(__file__).parents[2]
-KST = dt.timezone(dt.timedelta(hours=9))
 
 
 def airflow_env(home: Path, var: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -46,15 +48,40 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+#: The app key and secret the DAG tests' simulator accepts (the secret must never reach a log).
+APP_KEY, APP_SECRET = "PSdagtestkey", "dag-secret"
+
+
+def kis_env(base_url: str) -> dict[str, str]:
+    """Settings that point the DAGs at the simulator at ``base_url`` with a small universe."""
+    return {
+        "KRX_KIS_BASE_URL": base_url,
+        "KRX_KIS_APP_KEY": APP_KEY,
+        "KRX_KIS_APP_SECRET": APP_SECRET,
+        "KRX_KIS_ACCOUNT_NO": "50000000",
+        "KRX_INGEST_HISTORY_DAYS": "120",
+        "KRX_STOCK_SYMBOLS": "005930,000660",
+        "KRX_INTRADAY_SYMBOLS": "005930",
+    }
+
+
+@contextmanager
+def running_simulator(db: Path, clock: dt.datetime) -> Iterator[str]:
+    """A KIS simulator on loopback whose clock starts at ``clock`` and that knows the tests' app key;
+    yields its base URL."""
+    from pipeline.kis.simulator.server import SimServer
+    from pipeline.kis.simulator.simconfig import DEFAULT_APP_KEYS, AppKeyPair, SimConfig
+
+    keys = [*DEFAULT_APP_KEYS, AppKeyPair(APP_KEY, APP_SECRET, "real")]
+    with SimServer(SimConfig(db_path=db, clock_start=clock, app_keys=keys)) as sim:
+        yield sim.base_url
+
+
 @pytest.fixture
 def simulator(tmp_path: Path) -> Iterator[str]:
     """A KIS simulator whose clock stands after the 2025-09-10 close; yields its base URL."""
-    from pipeline.kis.simulator.server import SimServer
-    from pipeline.kis.simulator.simconfig import SimConfig
-
-    cfg = SimConfig(db_path=tmp_path / "sim.db", clock_start=dt.datetime(2025, 9, 10, 16, 40, tzinfo=KST))
-    with SimServer(cfg) as sim:
-        yield sim.base_url
+    with running_simulator(tmp_path / "sim.db", dt.datetime(2025, 9, 10, 16, 40, tzinfo=KST)) as url:
+        yield url
 
 
 def run_airflow(args: list[str], env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess[str]:

@@ -7,26 +7,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.dags.conftest import airflow_env, run_airflow
+from tests.dags.conftest import APP_SECRET, airflow_env, kis_env, run_airflow
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def test_ingest_then_validate_and_featurize(airflow_home: Path, simulator: str, tmp_path: Path) -> None:
     var = tmp_path / "var"
-    env = airflow_env(
-        airflow_home,
-        var,
-        {
-            "KRX_KIS_BASE_URL": simulator,
-            "KRX_KIS_APP_KEY": "PSdagtestkey",
-            "KRX_KIS_APP_SECRET": "dag-secret",
-            "KRX_KIS_ACCOUNT_NO": "50000000",
-            "KRX_INGEST_HISTORY_DAYS": "120",
-            "KRX_STOCK_SYMBOLS": "005930,000660",
-            "KRX_INTRADAY_SYMBOLS": "005930",
-        },
-    )
+    env = airflow_env(airflow_home, var, kis_env(simulator))
     from pipeline.store.db import create_store_engine
     from pipeline.store.migrate import upgrade
 
@@ -40,7 +28,7 @@ def test_ingest_then_validate_and_featurize(airflow_home: Path, simulator: str, 
         symbols = {s for (s,) in conn.execute(sa.text("SELECT DISTINCT symbol FROM bars"))}
     assert counts["1d"] > 200 and counts["1m"] == 390  # one stock's full 09:00-15:30 session
     assert {"005930", "000660", "KOSPI", "KOSPI200F", "101W09"} <= symbols
-    assert "dag-secret" not in ingest.stdout + ingest.stderr
+    assert APP_SECRET not in ingest.stdout + ingest.stderr
 
     validate = run_airflow(["dags", "test", "validate_and_featurize", "2025-09-10"], env)
     assert validate.returncode == 0, (validate.stdout + validate.stderr)[-4000:]

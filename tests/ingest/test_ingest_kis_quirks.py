@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline.ingest import KisBarSource, ingest_daily
 from pipeline.kis import KisClient, KisConfig
+from pipeline.market import TZ_NAME
 from pipeline.store import read_bars
 
 TOKEN = {
@@ -83,7 +84,7 @@ def test_malformed_kis_chart_rows_are_quarantined_and_the_rest_stored(store: Eng
     assert (item.fetched, item.quarantined) == (7, 5)
     assert item.fetched == item.inserted + item.updated + item.unchanged + item.quarantined
     stored = read_bars("005930", engine=store)
-    assert list(stored["ts"].dt.tz_convert("Asia/Seoul").dt.strftime("%m-%d")) == ["09-03", "09-10"]
+    assert list(stored["ts"].dt.tz_convert(TZ_NAME).dt.strftime("%m-%d")) == ["09-03", "09-10"]
     with store.connect() as conn:
         reasons = [r for (r,) in conn.execute(sa.text("SELECT reason FROM bars_quarantine"))]
     assert sum("duplicate" in r for r in reasons) == 2

@@ -10,7 +10,14 @@ from sqlalchemy.engine import Engine
 
 from pipeline.config import get_settings
 from pipeline.ingest import ingest_daily
-from pipeline.ingest.quality import ValidationFailed, merge_windows, validate_and_featurize
+from pipeline.ingest.quality import (
+    MergedWindow,
+    ValidationFailed,
+    merge_windows,
+    parse_windows,
+    validate_and_featurize,
+)
+from pipeline.market import TZ_NAME
 from pipeline.store import read_bars
 from pipeline.store.schema import bars
 from tests.ingest.test_ingest_bars import FakeSource
@@ -19,15 +26,18 @@ DAY = dt.date(2025, 9, 10)
 
 
 def test_asset_event_windows_merge_per_interval() -> None:
-    merged = merge_windows(
+    windows, skipped = parse_windows(
         [
             {"intervals": ["1d"], "symbols": ["005930"], "start": "2025-09-01", "end": "2025-09-05"},
             {"intervals": ["1d", "1m"], "symbols": ["000660"], "start": "2025-09-03", "end": "2025-09-10"},
-            {},  # an event without extra (e.g. a manual asset update) is ignored
+            {"intervals": ["1m"], "symbols": [], "start": "2025-09-10", "end": "2025-09-10"},
+            {},  # an event without extra (e.g. a manual asset update) is skipped, with its reason
         ]
     )
-    assert merged["1d"] == {"symbols": {"005930", "000660"}, "start": "2025-09-01", "end": "2025-09-10"}
-    assert merged["1m"]["start"] == "2025-09-03"
+    merged = merge_windows(windows)
+    assert merged["1d"] == MergedWindow(dt.date(2025, 9, 1), dt.date(2025, 9, 10), {"005930", "000660"})
+    assert merged["1m"].start == dt.date(2025, 9, 3) and merged["1m"].every_symbol  # [] means all symbols
+    assert [s["reason"] for s in skipped] == ["the event carries no window (empty extra)"]
 
 
 def _window(days: int = 200) -> list[dict[str, object]]:
@@ -70,3 +80,55 @@ def test_too_many_failures_fail_the_run_after_quarantining(store: Engine) -> Non
     with store.connect() as conn:  # the failing bars are quarantined even though the run failed
         assert conn.execute(sa.text("SELECT count(*) FROM bars_quarantine")).scalar_one() == len(broken)
         assert conn.execute(sa.text("SELECT count(*) FROM features")).scalar_one() == 0
+
+
+def test_a_bad_asset_event_is_skipped_with_its_reason_and_the_good_windows_are_validated(
+    store: Engine,
+) -> None:
+    ingest_daily(FakeSource(), ["005930"], DAY, engine=store, history_days=30)
+    events: list[dict[str, object]] = [
+        {"intervals": ["1d"], "symbols": ["005930"], "start": "", "end": "2025-09-10"},  # an empty ingest
+        {"intervals": ["1d"], "symbols": [], "start": "NaT", "end": "NaT"},
+        *_window(30),
+    ]
+    result = validate_and_featurize(events, settings=get_settings(), engine=store)
+    assert [(w["interval"], w["start"]) for w in result["windows"]] == [("1d", "2025-08-11")]
+    assert result["windows"][0]["rows_in"] > 0 and result["windows"][0]["feature_set"] is not None
+    reasons = [s["reason"] for s in result["skipped"]]
+    assert len(reasons) == 2 and "start is missing" in reasons[0] and "not an ISO date" in reasons[1]
+
+
+def test_events_that_all_fail_to_parse_validate_nothing_and_say_why(store: Engine) -> None:
+    result = validate_and_featurize([{"start": "2025-09-10", "end": "2025-09-01"}], engine=store)
+    assert result["windows"] == []
+    assert "after end" in result["skipped"][0]["reason"]
+
+
+def _break(store: Engine, ts: object, **values: object) -> None:
+    with store.begin() as conn:
+        conn.execute(sa.update(bars).where(bars.c.ts == ts).values(**values))
+
+
+def test_look_back_bars_before_the_window_are_not_counted_or_quarantined_again(store: Engine) -> None:
+    ingest_daily(FakeSource(), ["005930"], DAY, engine=store, history_days=30)
+    stored = read_bars("005930", engine=store)
+    kst_days = stored["ts"].dt.tz_convert(TZ_NAME).dt.date
+    before = stored["ts"][kst_days == dt.date(2025, 9, 4)].iloc[0]  # the session before the window
+    _break(store, before.to_pydatetime(), high=bars.c.low * 0.5)  # high below low: a bad bar
+    window = [{"intervals": ["1d"], "symbols": ["005930"], "start": "2025-09-05", "end": "2025-09-10"}]
+    report = validate_and_featurize(window, settings=get_settings(), engine=store)["windows"][0]
+    assert (report["rows_in"], report["quarantined"]) == (4, 0)  # 09-05, 09-08, 09-09, 09-10 only
+    assert before in set(read_bars("005930", engine=store)["ts"])  # not this window's business
+
+
+def test_the_first_bar_of_a_window_is_checked_against_the_close_before_the_window(store: Engine) -> None:
+    ingest_daily(FakeSource(), ["005930"], DAY, engine=store, history_days=30)
+    stored = read_bars("005930", engine=store)
+    kst_days = stored["ts"].dt.tz_convert(TZ_NAME).dt.date
+    first = stored["ts"][kst_days == dt.date(2025, 9, 5)].iloc[0]
+    _break(store, first.to_pydatetime(), close=bars.c.close * 1.6, high=bars.c.high * 1.6)
+    window = [{"intervals": ["1d"], "symbols": ["005930"], "start": "2025-09-05", "end": "2025-09-10"}]
+    lenient = get_settings().model_copy(update={"validation_max_failure_rate": 0.5})  # 1 of 4 bars
+    report = validate_and_featurize(window, settings=lenient, engine=store)["windows"][0]
+    assert (report["rows_in"], report["quarantined"]) == (4, 1)
+    assert first not in set(read_bars("005930", engine=store)["ts"])

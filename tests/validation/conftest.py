@@ -8,13 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.market import TZ_NAME
+
 
 def _krx_bars(symbols: tuple[str, ...] = ("005930", "000660"), n: int = 40, seed: int = 0) -> pd.DataFrame:
     """Consistent daily bars stamped 00:00 KST on the first ``n`` KRX sessions of 2024."""
     from pipeline.validation import krx_sessions
 
     days = krx_sessions("2024-01-01", "2024-12-31")[:n]
-    ts = days.tz_localize("Asia/Seoul").tz_convert("UTC")
+    ts = days.tz_localize(TZ_NAME).tz_convert("UTC")
     rng = np.random.default_rng(seed)
     frames = []
     for symbol in symbols:

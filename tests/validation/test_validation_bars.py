@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.market import TZ_NAME
 from pipeline.store.validation import check_bars
 from pipeline.validation import BarsValidationReport, validate_bars
 
-KST = "Asia/Seoul"
+KST = TZ_NAME
 Mutation = Callable[[pd.DataFrame], None]
 
 
@@ -136,11 +137,35 @@ def test_intraday_bars_must_start_inside_the_session_of_their_instrument() -> No
     assert report.quarantined["ts"].tolist() == [_kst("2024-03-13 08:59"), _kst("2024-03-13 15:31")]
     # KOSPI200 futures trade 08:45-15:45, but stop at 15:20 on the last trading day (2024-03-14).
     fut = _minute_bars(["2024-03-13 08:45", "2024-03-13 15:25", "2024-03-14 15:20", "2024-03-14 15:25"], "F")
-    report = validate_bars(fut, kinds={"F": "future"})
+    report = validate_bars(fut, kinds={"F": "futures"})
     assert report.quarantined["ts"].tolist() == [_kst("2024-03-14 15:25")]
     # The first session of a year opens an hour late (exchange_calendars XKRX schedule).
     late = validate_bars(_minute_bars(["2024-01-02 09:30", "2024-01-02 10:00"], "A"))
     assert late.quarantined["ts"].tolist() == [_kst("2024-01-02 09:30")]
+
+
+def test_a_futures_contract_gets_futures_hours_without_being_told_its_kind() -> None:
+    report = validate_bars(_minute_bars(["2024-03-13 08:45", "2024-03-13 15:45"], "101V06"))
+    assert report.quarantined.empty
+
+
+def test_an_unknown_instrument_kind_is_refused_instead_of_given_stock_hours() -> None:
+    bars = _minute_bars(["2024-03-13 08:45"], "F")
+    for kind in ("future", "bond"):  # the old spelling and a made-up kind
+        with pytest.raises(ValueError, match=kind):
+            validate_bars(bars, kinds={"F": kind})
+
+
+def test_look_back_context_feeds_the_price_limit_but_is_not_validated(
+    krx_bars: Callable[..., pd.DataFrame],
+) -> None:
+    bars = krx_bars(symbols=("005930",), n=10)
+    bars.loc[9, ["high", "close"]] = bars.loc[8, "close"] * 1.5  # +50% on the last day
+    bars.loc[3, "high"] = 1.0  # a broken look-back bar: high below low
+    report = validate_bars(bars.iloc[9:], context=bars.iloc[:9])
+    assert report.rows_in == 1 and len(report.quarantined) == 1
+    assert "max_move_over_limit" in report.quarantined["reason"].iloc[0]
+    assert validate_bars(bars.iloc[9:]).quarantined.empty  # without context there is no reference
 
 
 def test_missing_sessions_are_reported_not_quarantined(krx_bars: Callable[..., pd.DataFrame]) -> None:

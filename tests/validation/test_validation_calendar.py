@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pandas as pd
+import datetime as dt
 
+import pandas as pd
+import pytest
+
+from pipeline.market import InstrumentKind, SessionHours
 from pipeline.validation import futures_expiry_dates, krx_sessions, session_bounds
 
 
@@ -31,9 +35,23 @@ def test_futures_expire_on_the_second_thursday_or_the_session_before() -> None:
 
 def test_session_hours_follow_kind_schedule_and_overrides() -> None:
     days = pd.Series(pd.to_datetime(["2024-03-13", "2024-03-14", "2024-03-14", "2015-06-01"]))
-    kinds = pd.Series(["future", "future", "stock", "stock"])
+    kinds = pd.Series(["futures", "futures", "stock", "stock"])
     opens, closes = session_bounds(days, kinds)
     assert opens.tolist() == [525, 525, 540, 540]  # 08:45, 08:45, 09:00, 09:00
     assert closes.tolist() == [945, 920, 930, 900]  # 15:45, 15:20 on expiry, 15:30, 15:00 before 2016-08
-    opens, closes = session_bounds(days, kinds, {"stock": ("09:30", "16:00")})
+    fixed = {InstrumentKind.STOCK: SessionHours(dt.time(9, 30), dt.time(16, 0))}
+    opens, closes = session_bounds(days, kinds, fixed)
     assert (opens[2:].tolist(), closes[2:].tolist()) == ([570, 570], [960, 960])
+
+
+def test_etfs_and_indices_follow_the_stock_schedule() -> None:
+    days = pd.Series(pd.to_datetime(["2024-01-02", "2024-01-02"]))  # first session of a year: 10:00
+    opens, closes = session_bounds(days, pd.Series([InstrumentKind.ETF, InstrumentKind.INDEX]))
+    assert (opens.tolist(), closes.tolist()) == ([600, 600], [930, 930])
+
+
+def test_an_unknown_kind_has_no_session_hours() -> None:
+    days = pd.Series(pd.to_datetime(["2024-03-13"]))
+    for kind in ("future", "bond"):
+        with pytest.raises(ValueError, match=kind):
+            session_bounds(days, pd.Series([kind]))

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from pipeline.features import FEATURE_COLUMNS, WARMUP_BARS, build_features
+from pipeline.market import TZ_NAME
 from pipeline.validation import validate_bars
 
 
@@ -48,15 +49,13 @@ def test_corrupted_real_rows_are_quarantined_and_gaps_reported(
     assert report.rows_in == len(report.good) + len(report.quarantined) == 5030
     assert report.passed  # 5 of 5030 is under the 5 % threshold
     gaps = {d.isoformat() for d in report.missing_sessions["SPX"]}
-    lost = {
-        pd.Timestamp(spx_bars.at[i, "ts"]).tz_convert("Asia/Seoul").date().isoformat() for i in (100, 2000)
-    }
-    assert lost | {pd.Timestamp(spx_bars.at[4500, "ts"]).tz_convert("Asia/Seoul").date().isoformat()} <= gaps
+    lost = {pd.Timestamp(spx_bars.at[i, "ts"]).tz_convert(TZ_NAME).date().isoformat() for i in (100, 2000)}
+    assert lost | {pd.Timestamp(spx_bars.at[4500, "ts"]).tz_convert(TZ_NAME).date().isoformat()} <= gaps
 
 
 def test_us_sessions_on_krx_holidays_fall_outside_the_default_krx_calendar(spx_bars: pd.DataFrame) -> None:
     year = spx_bars[spx_bars["ts"].dt.year == 2018].reset_index(drop=True)
     report = validate_bars(year)
-    outside = report.quarantined["ts"].dt.tz_convert("Asia/Seoul").dt.strftime("%Y-%m-%d").tolist()
+    outside = report.quarantined["ts"].dt.tz_convert(TZ_NAME).dt.strftime("%Y-%m-%d").tolist()
     assert {"2018-02-15", "2018-02-16", "2018-09-24", "2018-09-25", "2018-12-31"} <= set(outside)
     assert set(report.quarantined["reason"]) == {"expect_column_values_to_be_in_set(ts_in_session)"}

@@ -23,7 +23,7 @@ from pipeline.market.futures import (
     front_contract,
     is_expiry_day,
 )
-from pipeline.market.hours import SessionHours, session_hours
+from pipeline.market.hours import FUTURES_SHIFT, SessionHours, session_hours
 from pipeline.market.kinds import (
     CONTINUOUS_FUTURES,
     INDEX_CODES,
@@ -41,6 +41,7 @@ __all__ = [
     "FUTURES_FEE_RATE",
     "FUTURES_MARGIN_RATE",
     "FUTURES_MULTIPLIER",
+    "FUTURES_SHIFT",
     "FUTURES_TICK",
     "INDEX_CODES",
     "KST",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from pipeline.market import (
     price_limit,
     validate_symbol,
 )
+from pipeline.store.times import TZ_SUFFIX
 from pipeline.store.validation import validate_interval
 from pipeline.validation.calendar import session_bounds
 from pipeline.validation.suite import KEY, LIMIT_EPS, PRICES, run_suite
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 #: Columns of ``BarsValidationReport.good`` (what ``pipeline.store.upsert_bars`` takes).
 STORE_COLUMNS = [*KEY, *PRICES, "volume", "turnover", "source"]
-_TZ_SUFFIX = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
 
 
 @dataclass
@@ -89,7 +88,7 @@ def coerce_ts(values: pd.Series) -> pd.Series:
     if is_str.any():
         text = obj[is_str].astype(str).str.strip()
         parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-        out[is_str] = parsed.where(text.str.contains(_TZ_SUFFIX)).astype("datetime64[ns, UTC]")
+        out[is_str] = parsed.where(text.str.contains(TZ_SUFFIX)).astype("datetime64[ns, UTC]")
     others = ~is_str & obj.notna()
     if others.any():
         out[others] = _datetime_objects(obj[others])

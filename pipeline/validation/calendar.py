@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.market import (
+    FUTURES_SHIFT,
     TZ_NAME,
     InstrumentKind,
     SessionHours,
@@ -17,7 +18,6 @@ from pipeline.market import (
     session_hours,
     xkrx_calendar,
 )
-from pipeline.market.hours import FUTURES_SHIFT
 
 __all__ = ["futures_expiry_dates", "krx_sessions", "session_bounds"]
 

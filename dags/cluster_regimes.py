@@ -76,7 +76,7 @@ def cluster_regimes() -> None:
     def announce(summaries: Any, *, outlet_events: Any = None) -> RegimesExtra | None:
         from pipeline.registry.regimes import regimes_extra
 
-        extra = regimes_extra(list(summaries))
+        extra = regimes_extra(list(summaries[:]))  # a slice: one request for every mapped XCom
         if extra is not None:
             outlet_events[REGIMES_WRITTEN].add(REGIMES, extra=dict(extra))
         return extra

@@ -21,6 +21,7 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc.model import PythonModel
 from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
+from pipeline.features.sets import OhlcvArrays
 from pipeline.market import TZ_NAME
 from pipeline.registry.specs import ModelSpec
 from pipeline.rl.agent import TradingAgent
@@ -114,23 +115,65 @@ def to_model_input(
     return out
 
 
-def _last_value(window: pd.DataFrame, column: str, default: float | None) -> float | None:
-    if column in window.columns:
-        value = window[column].iloc[-1]
-        if value is not None and not (isinstance(value, float) and math.isnan(value)):
-            return float(value)
+def _given(value: Any, default: float | None) -> float | None:
+    """``value`` as a float, or ``default`` where it is missing (None or NaN)."""
+    if value is not None and not (isinstance(value, float) and math.isnan(value)):
+        return float(value)
     return default
 
 
-def _split_windows(model_input: pd.DataFrame) -> list[tuple[str | None, pd.DataFrame]]:
-    if "symbol" not in model_input.columns:
-        return [(None, model_input)]
-    return [(str(symbol), frame) for symbol, frame in model_input.groupby("symbol", sort=False)]
+def _split_windows(model_input: pd.DataFrame, ts: pd.DatetimeIndex) -> list[tuple[str | None, np.ndarray]]:
+    """Per window (per ``symbol`` in order of appearance, rows without one dropped; all rows without a
+    ``symbol`` column): its row positions in time order. One sort of the whole input, as
+    ``groupby("symbol", sort=False)`` and ``sort_values("ts")`` per group would order it."""
+    if "symbol" in model_input.columns:
+        codes, uniques = pd.factorize(model_input["symbol"])  # -1: no symbol, dropped as groupby does
+        names: list[str | None] = [str(u) for u in uniques]
+    else:
+        codes, names = np.zeros(len(model_input), np.int64), [None]
+    stamps = ts.asi8
+    order = np.lexsort((stamps, codes))
+    order = order[codes[order] >= 0]
+    groups = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
+    return [
+        (names[codes[rows[0]]] if len(rows) else None, _in_time_order(model_input, stamps, rows))
+        for rows in groups
+    ]
+
+
+def _in_time_order(model_input: pd.DataFrame, stamps: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    t = stamps[rows]
+    if not ((t[1:] == t[:-1]).any() or (t == pd.NaT.value).any()):
+        return rows  # distinct times: one order, whichever sort finds it
+    # Ties or missing times: the order pandas' own sort gives the window's rows, as before.
+    group = np.sort(rows)
+    return group[model_input.iloc[group].reset_index(drop=True).sort_values("ts").index.to_numpy()]
+
+
+def _bars(
+    model_input: pd.DataFrame, ts: pd.DatetimeIndex, windows: list[tuple[str | None, np.ndarray]]
+) -> list[OhlcvArrays]:
+    cols = {k: model_input[k].to_numpy(np.float64) for k in ("open", "high", "low", "close", "volume")}
+    return [OhlcvArrays(**{k: v[rows] for k, v in cols.items()}, index=ts[rows]) for _, rows in windows]
+
+
+def _last_values(
+    model_input: pd.DataFrame,
+    column: str,
+    windows: list[tuple[str | None, np.ndarray]],
+    default: float | None,
+) -> list[float | None]:
+    """The value of ``column`` in each window's last row where given, else ``default``."""
+    if column not in model_input.columns:
+        return [default] * len(windows)
+    values = model_input[column].to_numpy()
+    return [_given(values[rows[-1]], default) for _, rows in windows]
 
 
 class AgentModel(PythonModel):  # type: ignore[misc]
     """pyfunc wrapper of a saved :class:`TradingAgent`: one decision row per window (per ``symbol``),
-    computed by ``TradingAgent.decide``/``decide_batch``, so serving and training share every line."""
+    computed by ``TradingAgent.decide_arrays`` (``decide``/``decide_batch`` without frames), so serving and
+    training share every line."""
 
     def load_context(self, context: Any) -> None:
         """Load the agent directory bundled as artifact ``agent``."""
@@ -143,17 +186,14 @@ class AgentModel(PythonModel):  # type: ignore[misc]
     ) -> pd.DataFrame:
         """Decisions for the bar after the last of each window (see :func:`model_signature`)."""
         p = params or {}
-        windows, symbols, positions, entries = [], [], [], []
-        for symbol, frame in _split_windows(model_input):
-            window = frame.sort_values("ts").set_index("ts")
-            windows.append(window[["open", "high", "low", "close", "volume"]])
-            symbols.append(symbol)
-            positions.append(_last_value(window, "position", p.get("position")))
-            entries.append(_last_value(window, "entry_price", p.get("entry_price")))
-        if len(windows) == 1:
-            decisions = [self.agent.decide(windows[0], positions[0], entries[0])]
-        else:
-            decisions = self.agent.decide_batch(windows, positions, entries)
+        ts = pd.DatetimeIndex(model_input["ts"])
+        windows = _split_windows(model_input, ts)
+        decisions = self.agent.decide_arrays(
+            _bars(model_input, ts, windows),
+            _last_values(model_input, "position", windows, p.get("position")),
+            _last_values(model_input, "entry_price", windows, p.get("entry_price")),
+        )
+        symbols = [symbol for symbol, _ in windows]
         rows = [
             {**d, "symbol": s, "model_version": self.model_version}
             for s, d in zip(symbols, decisions, strict=True)

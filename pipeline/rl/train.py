@@ -6,7 +6,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,10 +49,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-class _Progress:
-    """Collects metrics; shows steps/s and the mean of recent episode returns (log equity) in a bar."""
+#: Called in the training process with each worker update's metrics (``time`` included), as they arrive.
+MetricsCallback = Callable[[Metrics], None]
 
-    def __init__(self, total: int | None, enabled: bool) -> None:
+
+class _Progress:
+    """Collects metrics; shows steps/s and the mean of recent episode returns (log equity) in a bar, and
+    hands each update's metrics to ``on_metrics`` (e.g. to log curves while training runs)."""
+
+    def __init__(self, total: int | None, enabled: bool, on_metrics: MetricsCallback | None = None) -> None:
+        self.on_metrics = on_metrics
         self.rows: list[Metrics] = []
         self.returns: deque[float] = deque(maxlen=50)
         self.t0, self.steps = time.time(), 0
@@ -69,6 +75,8 @@ class _Progress:
         rate = step / max(metrics["time"], 1e-9)
         ret = float(np.mean(self.returns)) if self.returns else math.nan
         self.bar.set_postfix(steps_per_s=f"{rate:,.0f}", ep_return=f"{ret:+.4f}", refresh=False)
+        if self.on_metrics is not None:
+            self.on_metrics(dict(metrics))  # a copy: the callback cannot alter the history
 
     def close(self) -> pd.DataFrame:
         self.bar.close()
@@ -76,14 +84,18 @@ class _Progress:
 
 
 def train_on_market(
-    config: TrainConfig, market: MarketArrays, bounds: tuple[int, int] | None = None
+    config: TrainConfig,
+    market: MarketArrays,
+    bounds: tuple[int, int] | None = None,
+    on_metrics: MetricsCallback | None = None,
 ) -> tuple[LSTMActorCritic, pd.DataFrame, int, float]:
-    """A3C on prepared arrays → (global model, metrics history, env steps, seconds)."""
+    """A3C on prepared arrays → (global model, metrics history, env steps, seconds); ``on_metrics`` sees
+    every update's metrics as it arrives (it does not change what is trained)."""
     torch.manual_seed(config.seed)  # the global model's initial weights
     probe = VecTradingEnv(market, config.env, n_envs=1, bounds=bounds)
     model = LSTMActorCritic(probe.obs_dim, probe.n_actions, config.hidden_size)
     optimizer = SharedAdam(model.parameters(), lr=config.learning_rate, eps=config.adam_eps)
-    progress = _Progress(config.total_steps, config.progress)
+    progress = _Progress(config.total_steps, config.progress, on_metrics)
     run = run_sync if config.mode == "sync" else run_async
     t0 = time.time()
     try:
@@ -94,7 +106,10 @@ def train_on_market(
 
 
 def train(
-    config: TrainConfig, train_data: BarsInput, instruments: Mapping[str, InstrumentSpec] | None = None
+    config: TrainConfig,
+    train_data: BarsInput,
+    instruments: Mapping[str, InstrumentSpec] | None = None,
+    on_metrics: MetricsCallback | None = None,
 ) -> TrainResult:
     """Fit regimes and feature scaling on ``train_data`` only, then train the A3C agent on it.
 
@@ -102,14 +117,15 @@ def train(
     time-ordered; or many symbols' — ``{symbol: bars}`` or a long frame with a ``symbol`` column — for one
     agent over all of them: features per symbol, regimes and feature scaling fitted on all symbols' rows
     pooled, episodes drawn across symbols (never crossing one). ``instruments`` (many symbols only): what
-    each symbol trades as; unnamed symbols trade as ``config.env.instrument``.
+    each symbol trades as; unnamed symbols trade as ``config.env.instrument``. ``on_metrics``: called with
+    each worker update's metrics while training runs (MLflow curves); the result is the same without it.
     """
     # ---- seeding: everything random below derives from config.seed (regimes from config.regimes.seed) ----
     seed_everything(config.seed)
     raw, regime_model = _training_market(config, train_data, instruments)
     normaliser = FeatureNormaliser.fit(raw.features)  # [T, F] rows of every symbol
     market = raw.with_features(normaliser.transform(raw.features))
-    model, history, steps, seconds = train_on_market(config, market)
+    model, history, steps, seconds = train_on_market(config, market, on_metrics=on_metrics)
     agent = TradingAgent(config, model, normaliser, regime_model)
     return TrainResult(agent=agent, history=history, steps=steps, seconds=seconds, symbols=raw.symbols)
 

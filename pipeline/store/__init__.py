@@ -4,6 +4,7 @@ from pipeline.store.bars import UpsertResult, read_bars, summarize_bars, upsert_
 from pipeline.store.db import create_store_engine, get_engine, write_transaction
 from pipeline.store.load import LoadResult, load_bars
 from pipeline.store.quarantine import move_to_quarantine, quarantine_bars
+from pipeline.store.regimes import RegimesWritten, read_regimes, write_regimes
 from pipeline.store.validation import (
     INTERVALS,
     BarValidationError,
@@ -18,6 +19,7 @@ __all__ = [
     "BarValidationError",
     "CheckedBars",
     "LoadResult",
+    "RegimesWritten",
     "UpsertResult",
     "check_bars",
     "create_store_engine",
@@ -26,10 +28,12 @@ __all__ = [
     "move_to_quarantine",
     "quarantine_bars",
     "read_bars",
+    "read_regimes",
     "summarize_bars",
     "upsert_bars",
     "validate_interval",
     "validate_label",
     "write_checked",
+    "write_regimes",
     "write_transaction",
 ]

@@ -114,15 +114,20 @@ features = sa.Table(
     _ts("computed_at", nullable=False, default=_now),
 )
 
+# The regime labels of each model spec's current regime model (one row per bar of the spec's symbols):
+# a refit overwrites the spec's rows, so the key has no model in it; model_id and run_id say which fit
+# (and which MLflow run) produced a label.
 regimes = sa.Table(
     "regimes",
     metadata,
     sa.Column("symbol", sa.String(32), primary_key=True),
     sa.Column("interval", sa.String(8), primary_key=True),
     _ts("ts", primary_key=True),
-    sa.Column("model_version", sa.String(64), primary_key=True),
-    sa.Column("regime", sa.Integer, nullable=False),
-    sa.Column("probabilities", sa.JSON),
+    sa.Column("spec", sa.String(64), primary_key=True),  # model spec name, e.g. kospi200f-1d
+    sa.Column("regime", sa.Integer, nullable=False),  # -1: features still warming up
+    sa.Column("model_id", sa.String(64), nullable=False),  # content hash of the fitted regime model
+    sa.Column("run_id", sa.String(64)),  # MLflow run that logged the fit
+    _ts("computed_at", nullable=False, default=_now),
 )
 
 orders = sa.Table(

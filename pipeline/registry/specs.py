@@ -107,7 +107,10 @@ class ModelSpec(BaseModel):
     def _consistent(self) -> ModelSpec:
         if self.total_steps is None and self.max_seconds is None:
             raise ValueError("a training budget is needed: set total_steps or max_seconds")
-        self.train_config()  # TrainConfig/EnvConfig checks (levels of the kind, windows …) fail here
+        try:
+            self.train_config()  # TrainConfig/EnvConfig checks (levels of the kind, windows …) fail here
+        except TypeError as exc:  # a wrongly typed override ("learning_rate": "fast") is the user's error
+            raise ValueError(f"hyperparameters: {exc}") from None
         return self
 
     # ---- derived --------------------------------------------------------------------------------------

@@ -243,8 +243,8 @@ class Tracker:
     def log_history(self, run_id: str, history: pd.DataFrame) -> int:
         """Log the trainer's metrics history with its steps and times; returns the points logged.
 
-        ``pipeline.rl.train.train`` exposes no metrics callback, so curves are logged when training
-        returns (timestamps still follow training time)."""
+        For histories collected without the live ``on_metrics`` callback of ``pipeline.rl.train.train``;
+        timestamps follow training time."""
         start_ms = int(self.client.get_run(run_id).info.start_time or 0)
         points = history_metrics(history, start_ms)
         for chunk in _chunks(points, _BATCH):

@@ -89,3 +89,8 @@ def test_an_invalid_override_is_refused_with_the_field_named(params: dict, field
 def test_an_unknown_spec_names_the_known_ones() -> None:
     with pytest.raises(SpecError, match=r"known: .*stocks-1d"):
         resolve_spec("crypto-1h")
+
+
+def test_a_wrongly_typed_hyperparameter_is_a_spec_error_naming_it() -> None:
+    with pytest.raises(SpecError, match="hyperparameters"):
+        resolve_spec("kospi200f-1d", params={"hyperparameters": {"hidden_size": "big"}})

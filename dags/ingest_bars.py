@@ -6,7 +6,12 @@ Collects KRX market data from KIS (or the local simulator) after every KRX sessi
 * **daily bars** of the stock universe (`KRX_STOCK_SYMBOLS`), the indices (`KRX_INDEX_SYMBOLS`) and the
   KOSPI200 front-month futures (each contract under its own code, plus the back-adjusted continuous series
   `KRX_FUTURES_SYMBOL` with its roll log in `futures_rolls`);
-* **1-minute bars** of `KRX_INTRADAY_SYMBOLS` for the session.
+* **1-minute bars** of `KRX_INTRADAY_SYMBOLS` for the session and a backfill of the
+  `KRX_INGEST_MINUTE_SESSIONS` (default 20) XKRX sessions before it: a session already stored up to its
+  close is skipped, a missing or partial one fetched (futures through that session's front contract, under
+  its code and under the continuous symbol), never further back than KIS keeps minute bars (about a year:
+  the task clamps and warns). The summary's `backfill` counts sessions fetched / skipped / empty (with
+  reasons).
 
 Runs at 16:40 KST on weekdays; non-sessions (holidays, from exchange-calendars XKRX) are skipped.
 Every write is an upsert keyed by (symbol, interval, ts), so reruns and backfills
@@ -16,8 +21,8 @@ The broker comes from the Airflow connection `kis_default` when it exists, else 
 
 A session the broker has no bar for is reported: daily bars fail the task after storing the rest (so it is
 retried), missing 1-minute bars are a warning in the task's summary. Each task emits an event of the Asset
-`bars` carrying the window it stored (`pipeline.ingest.contracts.BarsWindowExtra`) for
-`validate_and_featurize` — and no event when nothing landed.
+`bars` carrying the window it stored (`pipeline.ingest.contracts.BarsWindowExtra`; for minute bars the
+oldest to the newest session fetched) for `validate_and_featurize` — and no event when nothing landed.
 """
 
 from __future__ import annotations

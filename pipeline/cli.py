@@ -187,15 +187,26 @@ def data_ingest(
         str | None, typer.Option(help="Session date YYYY-MM-DD (default: the last closed session).")
     ] = None,
     minutes: Annotated[bool, typer.Option(help="Also fetch the session's 1-minute bars.")] = True,
+    minute_sessions: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Past sessions of 1-minute bars to backfill where not stored completely "
+            "(default KRX_INGEST_MINUTE_SESSIONS; 0: this session only; at most ~1 year).",
+        ),
+    ] = None,
 ) -> None:
-    """Fetch daily (and 1-minute) bars for one KRX session from KIS (KRX_KIS_ENV) into the store."""
+    """Fetch daily (and 1-minute, backfilling past sessions) bars for one KRX session from KIS
+    (KRX_KIS_ENV) into the store."""
     import datetime as dt
 
     from pipeline.demo import last_closed_session
     from pipeline.ingest.tasks import ingest_daily_session, ingest_minute_session
 
     session = dt.date.fromisoformat(day) if day else last_closed_session(dt.datetime.now(dt.UTC))
-    results = [ingest_daily_session(session)] + ([ingest_minute_session(session)] if minutes else [])
+    results = [ingest_daily_session(session)]
+    if minutes:
+        results.append(ingest_minute_session(session, sessions=minute_sessions))
     for r in results:
         console.print_json(data={k: v for k, v in r.items() if k != "symbols"})
 

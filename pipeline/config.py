@@ -179,6 +179,11 @@ class Settings(BaseSettings):
     ingest_history_days: int = Field(730, gt=0)
     """Calendar days of daily history the first ingest run backfills."""
 
+    ingest_minute_sessions: int = Field(20, ge=0)
+    """Past XKRX sessions of 1-minute bars of ``intraday_symbols`` the minute ingest backfills when they
+    are not stored completely (0: only the current session); never beyond the broker's minute-bar
+    retention (KIS: about a year), to which it is clamped with a warning."""
+
     # --- tracking --------------------------------------------------------------------------
     mlflow_tracking_uri: str | None = None
     """MLflow tracking URI. Unset: SQLite at ``<var_dir>/mlflow.db``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -60,14 +61,15 @@ def run_demo(
         minutes = ingest_minute_session(day, settings=demo, engine=engine)
     _print_ingest(console, daily, minutes)
     console.rule("3. validate (Great Expectations) and build features")
-    windows = [
+    windows: list[Mapping[str, Any]] = [
         {
             "intervals": ["1d"],
             "symbols": [],
             "start": (day - dt.timedelta(days=days)).isoformat(),
             "end": str(day),
         },
-        {"intervals": ["1m"], "symbols": [], "start": str(day), "end": str(day)},
+        # the minute ingest's own window covers its backfill of past sessions
+        minutes["window"] or {"intervals": ["1m"], "symbols": [], "start": str(day), "end": str(day)},
     ]
     quality = validate_and_featurize(windows, settings=demo, engine=engine)
     _print_quality(console, quality)

@@ -12,7 +12,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from pipeline.ingest.contracts import BarsWindow, SymbolFailure
+from pipeline.ingest.contracts import BarsWindow, MinuteBackfill, SymbolFailure
 from pipeline.ingest.sources import BarSource
 from pipeline.market import TZ_NAME
 from pipeline.store import load_bars
@@ -43,6 +43,8 @@ class IngestReport:
     """Everything one ingest call did (summarised for XCom by :mod:`pipeline.ingest.tasks`)."""
 
     items: list[SymbolIngest] = field(default_factory=list)
+    backfill: MinuteBackfill | None = None
+    """Minute ingests: the backfill's progress over past sessions."""
 
     def total(self, name: str) -> int:
         return sum(int(getattr(i, name)) for i in self.items)

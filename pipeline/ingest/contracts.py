@@ -1,5 +1,6 @@
-"""What the data DAGs pass between tasks and runs — the ingest summary (XCom), the ``bars`` asset-event
-extra (the window an ingest stored) and the validation report (XCom) — defined once for both sides.
+"""What the data DAGs pass between tasks and runs — the ingest summary (XCom) with the minute backfill's
+progress, the ``bars`` asset-event extra (the window an ingest stored) and the validation report (XCom) —
+defined once for both sides.
 
 Extras arrive from the metadata DB, written by any version of the producer or by hand: parse them with
 :meth:`BarsWindow.from_extra`, which names what is wrong instead of failing later on a bad date.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 #: Bar intervals the store holds and the validation knows how to window.
 INTERVALS = ("1d", "1m")
@@ -92,6 +93,38 @@ class SymbolFailure(TypedDict):
     error: str
 
 
+class SessionNote(TypedDict):
+    """A session of one intraday symbol the minute backfill fetched but got no storable bar for."""
+
+    symbol: str
+    day: str
+    reason: str
+
+
+class MinuteBackfill(TypedDict):
+    """Progress of the minute ingest's backfill (``KRX_INGEST_MINUTE_SESSIONS``), counted in
+    symbol-sessions: one intraday symbol on one session (futures: the continuous symbol, fetched through
+    that session's front contract)."""
+
+    requested: int
+    """Past sessions asked for; the current session comes on top."""
+    first: str
+    """Oldest session covered (ISO date), after the retention clamp."""
+    last: str
+    """The current session (ISO date)."""
+    fetched: int
+    """Symbol-sessions fetched from the broker: missing or stored in part."""
+    partial: int
+    """Of ``fetched``: symbol-sessions that were stored in part (an earlier run before the close, or
+    rows lost) and are now completed."""
+    skipped: int
+    """Symbol-sessions already stored up to the session's close: not fetched again."""
+    empty: list[SessionNote]
+    """Fetched symbol-sessions that stored no bar, with the reason."""
+    clamped: list[str]
+    """Why a symbol covers fewer sessions than asked (the broker's minute-bar retention)."""
+
+
 class IngestSummary(TypedDict):
     """What one ingest task did (its XCom): totals, failures, warnings and the window it stored."""
 
@@ -111,6 +144,8 @@ class IngestSummary(TypedDict):
     warnings: list[str]
     window: BarsWindowExtra | None
     """What to validate; None when no bar landed (then no ``bars`` event is emitted)."""
+    backfill: NotRequired[MinuteBackfill]
+    """Minute ingests only: which past sessions were fetched, skipped or empty."""
 
 
 class WindowReport(TypedDict):

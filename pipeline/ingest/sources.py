@@ -8,6 +8,9 @@ from typing import Protocol, Self
 import pandas as pd
 
 from pipeline.kis import KisClient
+from pipeline.kis.client import asset_of
+from pipeline.kis.endpoints import MINUTE_RETENTION_DAYS
+from pipeline.market import InstrumentKind
 
 #: Columns a source returns; values may be malformed (strings, blanks): the ingest checks every row.
 RAW_COLUMNS = ["ts", "open", "high", "low", "close", "volume", "turnover"]
@@ -26,13 +29,21 @@ class BarSource(Protocol):
         """One session's 1-minute bars, columns ``RAW_COLUMNS``."""
         ...
 
+    def minute_history_days(self, symbol: str) -> int:
+        """How many calendar days back from the session asked for the source still serves ``symbol``'s
+        1-minute bars (0: that session's only); the minute backfill never reaches further."""
+        ...
+
 
 class KisBarSource:
     """Bars from the KIS Open API through :class:`pipeline.kis.KisClient`."""
 
-    def __init__(self, client: KisClient, name: str | None = None) -> None:
+    def __init__(
+        self, client: KisClient, name: str | None = None, minute_retention_days: int = MINUTE_RETENTION_DAYS
+    ) -> None:
         self.client = client
         self.name = name or f"kis:{client.config.env}"
+        self.minute_retention_days = minute_retention_days
 
     def __enter__(self) -> Self:
         return self
@@ -49,6 +60,13 @@ class KisBarSource:
 
     def minutes(self, symbol: str, day: dt.date) -> pd.DataFrame:
         return _raw(self.client.fetch_minute_bars(symbol, day))
+
+    def minute_history_days(self, symbol: str) -> int:
+        """KIS keeps about a year of minute bars (spec §5); paper trading has no past-day stock minute
+        TR, only today's (so a paper backfill of stocks would fetch nothing but cost 2-req/s calls)."""
+        if self.client.config.paper and asset_of(symbol) is not InstrumentKind.FUTURES:
+            return 0
+        return self.minute_retention_days
 
 
 def _raw(frame: pd.DataFrame) -> pd.DataFrame:

@@ -11,9 +11,15 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from pipeline.config import Settings, get_settings
-from pipeline.ingest.bars import IngestReport, ingest_daily, ingest_minutes
-from pipeline.ingest.contracts import IngestSummary
-from pipeline.ingest.futures import ingest_futures_daily, ingest_futures_minutes
+from pipeline.ingest.backfill import (
+    MinuteSeries,
+    backfill_minutes,
+    futures_minute_series,
+    stock_minute_series,
+)
+from pipeline.ingest.bars import IngestReport, ingest_daily
+from pipeline.ingest.contracts import IngestSummary, MinuteBackfill
+from pipeline.ingest.futures import ingest_futures_daily
 from pipeline.ingest.sources import BarSource, KisBarSource
 from pipeline.market import TZ_NAME, is_session
 from pipeline.store import get_engine
@@ -38,7 +44,7 @@ def _summary(
 ) -> IngestSummary:
     report = report or IngestReport()
     window = report.window()
-    return IngestSummary(
+    summary = IngestSummary(
         session=session,
         day=day.isoformat(),
         fetched=report.total("fetched"),
@@ -53,6 +59,16 @@ def _summary(
         warnings=[f"{e}: the broker returned no bar for session {day}" for e in empty or []],
         window=window.to_extra() if window else None,
     )
+    if report.backfill is not None:
+        summary["backfill"] = report.backfill
+        summary["warnings"] += _backfill_warnings(report.backfill)
+    return summary
+
+
+def _backfill_warnings(progress: MinuteBackfill) -> list[str]:
+    """The retention clamp, and past sessions without a bar (the current one is warned about above)."""
+    past = [e for e in progress["empty"] if e["day"] != progress["last"]]
+    return [*progress["clamped"], *(f"{e['symbol']} 1m {e['day']}: {e['reason']}" for e in past)]
 
 
 def _finish(
@@ -91,19 +107,18 @@ def _daily(day: dt.date, settings: Settings, source: BarSource, engine: Engine) 
 
 
 def _minutes(day: dt.date, settings: Settings, source: BarSource, engine: Engine) -> IngestReport:
-    stocks = [s for s in settings.intraday_symbols if s != settings.futures_symbol]
-    report = ingest_minutes(source, stocks, day, engine=engine)
+    series: list[MinuteSeries] = [
+        stock_minute_series(source, s, settings.kind_of(s), engine=engine)
+        for s in settings.intraday_symbols
+        if s != settings.futures_symbol
+    ]
     if settings.futures_symbol in settings.intraday_symbols:
-        report.extend(
-            ingest_futures_minutes(
-                source,
-                day,
-                engine=engine,
-                continuous_symbol=settings.futures_symbol,
-                roll_days=settings.futures_roll_days,
+        series.append(
+            futures_minute_series(
+                source, settings.futures_symbol, settings.futures_roll_days, day, engine=engine
             )
         )
-    return report
+    return backfill_minutes(series, day, settings.ingest_minute_sessions, engine=engine)
 
 
 def _run_session(
@@ -147,9 +162,16 @@ def ingest_minute_session(
     source: BarSource | None = None,
     settings: Settings | None = None,
     engine: Engine | None = None,
+    sessions: int | None = None,
 ) -> IngestSummary:
-    """1-minute bars of ``settings.intraday_symbols`` for session ``day``; symbols the broker had no
-    bar for are warnings in the summary. Raises :class:`IngestFailed` when a fetch failed."""
+    """1-minute bars of ``settings.intraday_symbols`` for session ``day`` and, where not stored up to
+    their close, for the ``sessions`` XKRX sessions before it (default ``settings.ingest_minute_sessions``;
+    clamped to the broker's retention). Sessions the broker had no bar for are warnings in the summary,
+    its ``backfill`` the progress. Raises :class:`IngestFailed` after storing the rest when a fetch failed."""
+    if sessions is not None:
+        if sessions < 0:
+            raise ValueError(f"sessions must be 0 or more, not {sessions}")
+        settings = (settings or get_settings()).model_copy(update={"ingest_minute_sessions": sessions})
     return _run_session("minute bars", _minutes, day, source, settings, engine, empty_fails=False)
 
 

@@ -62,6 +62,7 @@ def kis_env(base_url: str) -> dict[str, str]:
         "KRX_INGEST_HISTORY_DAYS": "120",
         "KRX_STOCK_SYMBOLS": "005930,000660",
         "KRX_INTRADAY_SYMBOLS": "005930",
+        "KRX_INGEST_MINUTE_SESSIONS": "0",  # one session of minute bars keeps DAG runs short
     }
 
 

@@ -124,3 +124,20 @@ def test_an_asset_triggered_validation_uses_run_after_and_every_event(
         triggering_asset_events=events, logical_date=None, dag_run=SimpleNamespace(run_after=RUN_AFTER)
     )
     assert seen == {"windows": [{"start": ""}, {"start": "2025-09-10"}], "default_end": dt.date(2025, 9, 10)}
+
+
+def test_the_minute_task_emits_one_bars_event_covering_the_backfilled_sessions(
+    dags: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_url: str
+) -> None:
+    from pipeline.config import get_settings
+    from pipeline.market import KST
+    from tests.dags.conftest import kis_env, running_simulator
+
+    with running_simulator(tmp_path / "sim.db", dt.datetime(2025, 9, 10, 16, 40, tzinfo=KST)) as url:
+        env = {**kis_env(url), "KRX_INGEST_MINUTE_SESSIONS": "2", "KRX_DATABASE_URL": sqlite_url}
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        get_settings.cache_clear()
+        events = _run_ingest_task(dags, "minute_bars")
+    window = {"symbols": ["005930"], "intervals": ["1m"], "start": "2025-09-08", "end": "2025-09-10"}
+    assert events.added == [("bars", window)]  # the session and the two before it, validated together

@@ -57,6 +57,9 @@ class FakeSource:
         stamps = pd.date_range(f"{day} 09:00", periods=30, freq="min", tz=TZ_NAME)
         return self._rows(symbol, stamps)
 
+    def minute_history_days(self, symbol: str) -> int:
+        return 365
+
 
 MALFORMED = [
     {"ts": "2025-09-01", "open": "abc", "high": "1", "low": "1", "close": "1", "volume": "1"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -132,3 +133,32 @@ def test_the_first_bar_of_a_window_is_checked_against_the_close_before_the_windo
     report = validate_and_featurize(window, settings=lenient, engine=store)["windows"][0]
     assert (report["rows_in"], report["quarantined"]) == (4, 1)
     assert first not in set(read_bars("005930", engine=store)["ts"])
+
+
+def _jump(store: Engine, stored: pd.DataFrame, row: int, move: float) -> pd.Timestamp:
+    """Make bar ``row`` close (and peak or trough) ``move`` away from the previous bar's close; its ts."""
+    target = stored["close"].iloc[row - 1] * (1 + move)
+    ts = stored["ts"].iloc[row]
+    extreme = {"high": target} if move > 0 else {"low": target}
+    _break(store, ts.to_pydatetime(), close=target, **extreme)
+    return ts
+
+
+def test_a_futures_bar_beyond_its_20_percent_limit_is_quarantined_and_one_within_it_is_kept(
+    store: Engine,
+) -> None:
+    contract = "101W09"  # a KOSPI200 futures contract: daily limit 20 %, not the 30 % of stocks
+    ingest_daily(FakeSource(level={contract: 350.0}), [contract], DAY, engine=store, history_days=30)
+    stored = read_bars(contract, engine=store)
+    over = _jump(store, stored, 5, 0.25)  # beyond the futures limit, inside a stock's
+    under = _jump(store, stored, 20, -0.25)
+    within = _jump(store, stored, 12, 0.19)
+    window = [{"intervals": ["1d"], "symbols": [contract], "start": "2025-08-11", "end": DAY.isoformat()}]
+    lenient = get_settings().model_copy(update={"validation_max_failure_rate": 0.5})
+    report = validate_and_featurize(window, settings=lenient, engine=store)["windows"][0]
+    assert report["quarantined"] == 2
+    kept = set(read_bars(contract, engine=store)["ts"])
+    assert over not in kept and under not in kept and within in kept
+    with store.connect() as conn:
+        reasons = conn.execute(sa.text("SELECT reason FROM bars_quarantine")).scalars().all()
+    assert all("max_move_over_limit" in r for r in reasons)

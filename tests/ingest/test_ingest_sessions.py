@@ -26,6 +26,7 @@ def _settings(**update: object) -> Settings:
         "index_symbols": [],
         "intraday_symbols": ["005930"],
         "ingest_history_days": 20,
+        "ingest_minute_sessions": 0,  # one session: the backfill has tests of its own
     }
     return get_settings().model_copy(update={**base, **update})
 

@@ -97,6 +97,24 @@ def _symbol_features(h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray
     ]
 
 
+def check_prices(prices: np.ndarray) -> None:
+    """Refuse bars ``prices`` [T, 5] (open, high, low, close, volume) with a missing, non-finite or
+    non-positive price (volume may be 0): TA-Lib would return garbage, not an error."""
+    if not np.isfinite(prices).all() or (prices[:, :4] <= 0).any():
+        raise ValueError("bars hold missing, non-finite or non-positive values: validate them first")
+
+
+def _series_values(h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """[F, T] features of one series' contiguous float64 arrays, NaN during the warm-up."""
+    values = np.empty((len(FEATURE_COLUMNS), len(c)), dtype=np.float64)
+    if len(c) == 0:
+        return values
+    for i, part in enumerate(_symbol_features(h, lo, c, v)):
+        values[i] = part
+    values[:, : WARMUP_BARS - 1] = np.nan
+    return values
+
+
 def _sorted_inputs(bars: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """``bars`` sorted by (symbol, interval, ts), and the start offset of each (symbol, interval) run plus
     the end. Sorting integer codes with ``np.lexsort`` avoids comparing strings row by row."""
@@ -114,9 +132,7 @@ def _sorted_inputs(bars: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         raise ValueError("bars hold duplicate (symbol, interval, ts): validate them first")
     frame = bars[_INPUT].take(order).reset_index(drop=True)
     frame["ts"] = ts.take(order).reset_index(drop=True)
-    prices = frame[["open", "high", "low", "close", "volume"]].to_numpy(dtype=np.float64)
-    if not np.isfinite(prices).all() or (prices[:, :4] <= 0).any():
-        raise ValueError("bars hold missing, non-finite or non-positive values: validate them first")
+    check_prices(frame[["open", "high", "low", "close", "volume"]].to_numpy(dtype=np.float64))
     if frame.empty:
         return frame, np.array([0], dtype=np.int64)
     return frame, np.concatenate([[0], np.flatnonzero(new_run) + 1, [len(frame)]]).astype(np.int64)
@@ -140,13 +156,23 @@ def build_features(bars: pd.DataFrame) -> pd.DataFrame:
     values = np.empty((len(FEATURE_COLUMNS), n), dtype=np.float64)
     for start, end in itertools.pairwise(bounds.tolist()):
         # Recursive indicators (EMA, Wilder) would carry state across symbols, so each series runs alone.
-        parts = _symbol_features(*(cols[k][start:end] for k in ("high", "low", "close", "volume")))
-        for i, part in enumerate(parts):
-            values[i, start:end] = part
-            values[i, start : min(start + WARMUP_BARS - 1, end)] = np.nan
+        series = (cols[k][start:end] for k in ("high", "low", "close", "volume"))
+        values[:, start:end] = _series_values(*series)
     out = frame[_KEY].copy()
     features = pd.DataFrame(values.T, columns=FEATURE_COLUMNS, index=out.index)
     return pd.concat([out, features], axis=1)
+
+
+def series_feature_values(
+    open_: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray
+) -> np.ndarray:
+    """The features of one time-ordered series of bars given as arrays [T]: float64 [T, F] in
+    FEATURE_COLUMNS order, exactly the numbers ``build_features`` gives that series (the same
+    ``_symbol_features`` on the same contiguous float64 arrays), without its sorting and frames. The
+    served agent's hot path; ``ValueError`` on bars ``build_features`` refuses."""
+    arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (open_, high, low, close, volume)]
+    check_prices(np.stack(arrays, axis=1))
+    return _series_values(*arrays[1:]).T
 
 
 def series_features(bars: pd.DataFrame) -> pd.DataFrame:
@@ -154,15 +180,7 @@ def series_features(bars: pd.DataFrame) -> pd.DataFrame:
     aligned to the input's index: what the RL environment and the served agent compute per symbol."""
     frame = bars.rename(columns=lambda c: str(c).lower())
     n = len(frame)
-    # Positional timestamps keep the caller's order, whatever its index is.
-    keyed = pd.DataFrame(
-        {
-            "symbol": "series",
-            "interval": "bar",
-            "ts": pd.date_range("2000-01-01", periods=n, freq="s", tz="UTC"),
-            **{k: frame[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close")},
-            "volume": frame["volume"].to_numpy(dtype=np.float64) if "volume" in frame else np.zeros(n),
-        }
-    )
-    values = build_features(keyed)[FEATURE_COLUMNS].to_numpy()
+    volume = frame["volume"].to_numpy(dtype=np.float64) if "volume" in frame else np.zeros(n)
+    o, h, lo, c = (frame[k].to_numpy(dtype=np.float64) for k in ("open", "high", "low", "close"))
+    values = series_feature_values(o, h, lo, c, volume)
     return pd.DataFrame(values, index=bars.index, columns=FEATURE_COLUMNS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
@@ -16,7 +17,8 @@ from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.features import normalise_ohlcv
-from pipeline.regimes.features import regime_features
+from pipeline.features.sets import OhlcvArrays
+from pipeline.regimes.features import regime_feature_values, regime_features
 
 Clusterer: TypeAlias = KMeans | GaussianMixture
 
@@ -104,14 +106,41 @@ class RegimeModel:
 
     def predict(self, bars: pd.DataFrame) -> np.ndarray:
         """Regime label per bar, int64; -1 where the features are still warming up."""
+        return self.labels(self.features(bars).to_numpy())
+
+    def predict_many(self, bars: Sequence[OhlcvArrays]) -> list[np.ndarray]:
+        """:meth:`predict` of many series (e.g. one window per symbol) in one pass of the clustering: one
+        int64 [T_i] array per series, the labels each gets alone."""
+        cfg = self.config
+        feats = regime_feature_values(
+            [b.close for b in bars], [b.volume for b in bars], cfg.vol_window, cfg.trend_window
+        )
+        labels = self.labels(np.concatenate(feats)) if feats else np.zeros(0, np.int64)
+        return np.split(labels, np.cumsum([len(f) for f in feats])[:-1])
+
+    def labels(self, features: np.ndarray) -> np.ndarray:
+        """Label of each row of regime ``features`` [N, 3] (``REGIME_COLUMNS``), -1 where one is NaN."""
         if self.model is None or self.scaler is None:
             raise RuntimeError("RegimeModel.predict before fit")
-        feats = self.features(bars)
-        ok = feats.notna().all(axis=1).to_numpy()
-        labels = np.full(len(feats), -1, np.int64)
+        ok = ~np.isnan(features).any(axis=1)
+        labels = np.full(len(features), -1, np.int64)
         if ok.any():
-            labels[ok] = self.order[self.model.predict(self.scaler.transform(feats.to_numpy()[ok]))]
+            labels[ok] = self.order[self._cluster(self._scale(features[ok]))]
         return labels
+
+    # The fitted scaler's and clusterer's own maths without sklearn's input validation, which costs more
+    # than the maths on a window of bars (the model's own features need none): the same numbers.
+    def _scale(self, x: np.ndarray) -> np.ndarray:
+        scaler = self.scaler
+        assert scaler is not None
+        z = x - scaler.mean_ if scaler.with_mean else x.copy()  # StandardScaler.transform: X -= mean_
+        return z / scaler.scale_ if scaler.with_std else z  # then X /= scale_
+
+    def _cluster(self, z: np.ndarray) -> np.ndarray:
+        if isinstance(self.model, GaussianMixture):  # GaussianMixture.predict after validate_data
+            return np.asarray(self.model._estimate_weighted_log_prob(z).argmax(axis=1))
+        assert self.model is not None
+        return np.asarray(self.model.predict(z))
 
     def summary(self, bars: pd.DataFrame, periods_per_year: int = 252) -> pd.DataFrame:
         """Per regime: share of time, mean and annualised volatility of next-bar log returns, bar count."""

@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.features import get_feature_fn
+from pipeline.features.sets import OhlcvArrays, feature_values
 from pipeline.regimes.model import RegimeModel
 from pipeline.rl.config import TrainConfig
 from pipeline.rl.env import VecTradingEnv
 from pipeline.rl.market import FeatureNormaliser, MarketArrays
 from pipeline.rl.network import LSTMActorCritic, single_threaded
+from pipeline.rl.replay import Float64Policy, Replayed, replay_window, undated
 
 AGENT_FORMAT = 1
 
@@ -49,13 +50,38 @@ def prepare_market(
     normaliser: FeatureNormaliser | None = None,
 ) -> MarketArrays:
     """Bars → features (+ causal regime labels, + normalisation) → arrays; warm-up rows are dropped."""
-    features = get_feature_fn(feature_set)(bars)
-    labels = regime_model.predict(bars) if regime_model is not None else None
+    return prepare_markets([OhlcvArrays.from_frame(bars)], feature_set, regime_model, normaliser)[0]
+
+
+def prepare_markets(
+    windows: Sequence[OhlcvArrays],
+    feature_set: str,
+    regime_model: RegimeModel | None,
+    normaliser: FeatureNormaliser | None = None,
+) -> list[MarketArrays]:
+    """:func:`prepare_market` of many series (one window per symbol), the regimes labelled in one pass:
+    the arrays ``MarketArrays.from_frames`` builds from each series' feature frame and labels."""
+    if regime_model is None:
+        labels: list[np.ndarray] = [np.zeros(len(w), np.int64) for w in windows]
+    else:
+        labels = regime_model.predict_many(windows)
     n_regimes = regime_model.n_regimes if regime_model is not None else 0
-    market = MarketArrays.from_frames(bars, features, labels, n_regimes)
-    if normaliser is not None:
-        market = market.with_features(normaliser.transform(market.features))
-    return market
+    markets = []
+    for bars, label in zip(windows, labels, strict=True):
+        values, names = feature_values(feature_set, bars)
+        keep = ~np.isnan(values).any(axis=1) & (label >= 0)  # from_frames' rule: no NaN, no warm-up label
+        features = values[keep].astype(np.float32)
+        markets.append(
+            MarketArrays(
+                **{k: getattr(bars, k)[keep] for k in ("open", "high", "low", "close")},
+                features=np.ascontiguousarray(normaliser.transform(features) if normaliser else features),
+                regimes=label[keep],
+                n_regimes=n_regimes,
+                index=bars.index[keep],
+                feature_names=names,
+            )
+        )
+    return markets
 
 
 class AgentPolicy:
@@ -97,6 +123,7 @@ class TradingAgent:
     ) -> None:
         self.config, self.model, self.normaliser, self.regime_model = config, model, normaliser, regime_model
         self.model.eval()
+        self._float64: tuple[tuple[tuple[int, int], ...], Float64Policy] | None = None
 
     def market(self, bars: pd.DataFrame) -> MarketArrays:
         """The arrays the agent sees for ``bars`` (features, regimes and scaling fitted in training)."""
@@ -128,33 +155,74 @@ class TradingAgent:
     ) -> list[dict[str, Any]]:
         """:meth:`decide` for many windows (e.g. one per symbol): windows whose feature arrays have the same
         length replay together as one batch of envs and one batched LSTM. Same results as one at a time."""
+        return self.decide_arrays([OhlcvArrays.from_frame(w) for w in windows], positions, entry_prices)
+
+    def decide_arrays(
+        self,
+        windows: Sequence[OhlcvArrays],
+        positions: Sequence[float | None] | None = None,
+        entry_prices: Sequence[float | None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """:meth:`decide_batch` of windows given as arrays (the pyfunc's path, no frames)."""
         n = len(windows)
         pos = list(positions) if positions is not None else [None] * n
         entries = list(entry_prices) if entry_prices is not None else [None] * n
         if len(pos) != n or len(entries) != n:
             raise ValueError(f"{n} windows need {n} positions and entry prices ({len(pos)}, {len(entries)})")
-        markets = [self.market(w) for w in windows]
+        markets = prepare_markets(windows, self.config.feature_set, self.regime_model, self.normaliser)
         groups: dict[int, list[int]] = {}
         for i, market in enumerate(markets):
             groups.setdefault(len(market), []).append(i)
         out: list[dict[str, Any]] = [{} for _ in range(n)]
         for rows in groups.values():
             picked = [markets[i] for i in rows]
-            decided = self._replay(picked, [pos[i] for i in rows], [entries[i] for i in rows])
-            for i, decision in zip(rows, decided, strict=True):
-                out[i] = decision
+            replayed = self._replay(picked, [pos[i] for i in rows], [entries[i] for i in rows])
+            for i, market, r in zip(rows, picked, replayed, strict=True):
+                out[i] = self._decision(market, r)
         return out
 
-    @torch.no_grad()
     def _replay(
         self, markets: list[MarketArrays], positions: list[float | None], entries: list[float | None]
-    ) -> list[dict[str, Any]]:
-        """Greedy replay of B equal-length markets as the segments of one market (env b steps through
-        segment b only), with one batched LSTM; B = 1 is exactly the backtest loop over one market."""
-        b, length = len(markets), len(markets[0])
+    ) -> list[Replayed]:
+        """One window: the fast float64 replay, or the reference where a step is too close to call; several
+        of the same length: the reference, batched."""
+        length = len(markets[0])
         if length - (self.config.env.window - 1) < 2:
             raise ValueError(f"range [0, {length}) is too short for window {self.config.env.window}")
-        market = markets[0] if b == 1 else MarketArrays.concat(markets)  # one segment per window
+        if len(markets) == 1:
+            policy, env = self._float64_policy(), self.config.env
+            fast = replay_window(policy, markets[0], env, positions[0], entries[0])
+            if fast is not None:
+                return [fast]
+        return self.replay_reference(markets, positions, entries)
+
+    def _float64_policy(self) -> Float64Policy:
+        # Rebuilt whenever a parameter changed in place (training, load_state_dict bump its version).
+        key = tuple((id(p), p._version) for p in self.model.parameters())
+        if self._float64 is None or self._float64[0] != key:
+            self._float64 = (key, Float64Policy.of(self.model))
+        return self._float64[1]
+
+    def _decision(self, market: MarketArrays, r: Replayed) -> dict[str, Any]:
+        return {
+            "action": r.action,
+            "target_level": float(self.config.env.levels[r.action]),
+            "probabilities": r.probabilities,
+            "value": r.value,
+            "regime": int(market.regimes[-1]) if market.n_regimes else None,
+            "simulated_position": r.simulated_position,
+            "timestamp": None if market.index is None else str(market.index[-1]),
+        }
+
+    @torch.no_grad()
+    def replay_reference(
+        self, markets: list[MarketArrays], positions: list[float | None], entries: list[float | None]
+    ) -> list[Replayed]:
+        """Greedy replay of B equal-length markets as the segments of one market (env b steps through
+        segment b only), with one batched LSTM; B = 1 is exactly the backtest loop over one market."""
+        b, length, inst = len(markets), len(markets[0]), self.config.env.instrument
+        undated_markets = [undated(m, inst) for m in markets]  # dates only where the costs need them
+        market = undated_markets[0] if b == 1 else MarketArrays.concat(undated_markets)  # a segment each
         env = VecTradingEnv(market, self.config.env, n_envs=b, auto_reset=False)
         obs = env.reset(start=np.arange(b, dtype=np.int64) * length)  # each from its segment's first decision
         state, start = self.model.initial_state(b), torch.ones(b)
@@ -170,16 +238,8 @@ class TradingAgent:
         probabilities = logits.softmax(-1).double().numpy()
         actions = logits.argmax(-1).numpy()
         return [
-            {
-                "action": int(actions[i]),
-                "target_level": float(env.levels[actions[i]]),
-                "probabilities": probabilities[i].tolist(),
-                "value": float(values[i]),
-                "regime": int(m.regimes[-1]) if m.n_regimes else None,
-                "simulated_position": float(simulated[i]),
-                "timestamp": None if m.index is None else str(m.index[-1]),
-            }
-            for i, m in enumerate(markets)
+            Replayed(int(actions[i]), probabilities[i].tolist(), float(values[i]), float(simulated[i]))
+            for i in range(b)
         ]
 
     # ---- persistence --------------------------------------------------------------------------------------

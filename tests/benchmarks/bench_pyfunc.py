@@ -6,7 +6,8 @@ A small agent is trained (ta-v1 features, regimes, the default LSTM width) and r
 MLflow store; its decisions are checked to equal the in-process agent's before anything is timed. Ends with
 one JSON line: pyfunc_ms_p50, pyfunc_ms_p99 (target <= 5 ms), batch_windows_per_s (target >= 5,000 on 2
 cores), overhead_ratio (pyfunc p50 / decide p50), and the in-process and feature-only figures that explain
-where the time goes.
+where the time goes: features + regimes + scaling (``market``), the fast replay alone (``replay``) and the
+share of windows whose replay had a call too close for float32 and went to the reference replay.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def registered_agent() -> tuple[Any, Any, pd.DataFrame]:
 def run(n: int, k: int) -> dict[str, float | int | bool]:
     """Check the pyfunc equals the agent, then time single and batched calls; returns the figures."""
     from pipeline.registry.pyfunc import to_model_input
+    from pipeline.rl.replay import replay_window
 
     agent, model, bars = registered_agent()
     starts = np.linspace(0, len(bars) - WINDOW, max(n, k)).astype(int)
@@ -102,15 +104,25 @@ def run(n: int, k: int) -> dict[str, float | int | bool]:
     pyfunc_p50, pyfunc_p99 = percentiles(timed_each(lambda i: model.predict(inputs[i % len(inputs)]), n))
     decide_p50, decide_p99 = percentiles(timed_each(lambda i: agent.decide(windows[i % len(windows)]), n))
     market_p50, _ = percentiles(timed_each(lambda i: agent.market(windows[i % len(windows)]), n))
+    markets = [agent.market(w) for w in windows[:n]]
+    replays = [replay_window(agent._float64_policy(), m, agent.config.env) for m in markets]
+    replay_p50, _ = percentiles(
+        timed_each(lambda i: replay_window(agent._float64_policy(), markets[i], agent.config.env), n)
+    )
+    deferred = sum(r is None for r in replays) / len(replays)
     print(f"single: pyfunc p50 {pyfunc_p50:.1f} ms p99 {pyfunc_p99:.1f} ms", flush=True)
     print(f"single: decide p50 {decide_p50:.1f} ms p99 {decide_p99:.1f} ms", flush=True)
     print(f"features + regimes + scaling of one window: p50 {market_p50:.1f} ms", flush=True)
+    print(
+        f"fast replay of one window: p50 {replay_p50:.1f} ms, {deferred:.1%} left to the reference",
+        flush=True,
+    )
 
     batch = pd.concat(
         [to_model_input(w, symbol=f"S{i:04d}") for i, w in enumerate(windows[:k])], ignore_index=True
     )
-    batch_s = min(timed_each(lambda _: model.predict(batch), 2))
-    in_process_s = min(timed_each(lambda _: agent.decide_batch(windows[:k]), 2))
+    batch_s = float(np.median(timed_each(lambda _: model.predict(batch), 3)))
+    in_process_s = float(np.median(timed_each(lambda _: agent.decide_batch(windows[:k]), 3)))
     print(
         f"batch of {k}: pyfunc {k / batch_s:,.0f} windows/s, decide_batch {k / in_process_s:,.0f}", flush=True
     )
@@ -124,6 +136,8 @@ def run(n: int, k: int) -> dict[str, float | int | bool]:
         "decide_ms_p99": round(decide_p99, 3),
         "decide_batch_windows_per_s": round(k / in_process_s, 1),
         "market_ms_p50": round(market_p50, 3),
+        "replay_ms_p50": round(replay_p50, 3),
+        "deferred_share": round(deferred, 4),
         "window_bars": WINDOW,
         "batch_symbols": k,
         "single_target_met": pyfunc_p99 <= 5.0,

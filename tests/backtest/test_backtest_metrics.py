@@ -47,6 +47,31 @@ def test_metrics_of_a_hand_built_equity_path(make_result) -> None:
     assert m["costs_paid"] == pytest.approx(1.0) and m["costs_pct"] == pytest.approx(0.01)
 
 
+def test_costs_paid_count_slippage_as_well_as_fees(make_result) -> None:
+    res = make_result(
+        equity=[100.0, 110.0, 99.0, 108.9, 108.9],
+        position=[0, 1, 1, 1, 0],
+        traded_notional=[0, 100.0, 0, 0, 108.9],
+        fee=[0, 0.5, 0, 0, 0.5],
+    )
+    res.frame["slippage"] = [0, 0.25, 0, 0, 0.35]  # one tick away from each open, on both trades
+    m = compute_metrics(res, periods_per_year=4)
+    assert m["costs_paid"] == pytest.approx(1.0 + 0.6)
+    assert m["costs_pct"] == pytest.approx(1.6 / 100)
+
+
+def test_a_backtests_costs_are_its_fees_plus_its_slippage(make_market) -> None:
+    closes = [1000.0, 1010.0, 1030.0, 1020.0, 1050.0]
+    res = run_backtest(BuyAndHold(STOCK), make_market(closes), STOCK, start=0)
+    shares, fill = 998, 1000.0 + 1.0  # one buy at bar 1's open plus one 1-KRW tick (as above)
+    assert res.frame["position"].iloc[-1] == shares
+    m = compute_metrics(res)
+    fee, slippage = shares * fill * 0.00015, shares * 1.0
+    assert res.frame["slippage"].sum() == pytest.approx(slippage)
+    assert m["costs_paid"] == pytest.approx(fee + slippage)
+    assert m["costs_pct"] == pytest.approx((fee + slippage) / 1e6)
+
+
 def test_sharpe_interval_follows_lo_2002_and_is_zero_for_a_flat_strategy() -> None:
     assert sharpe_ci(np.zeros(50), 252) == (0.0, 0.0, 0.0)
     r = np.random.default_rng(0).normal(0.001, 0.01, 400)

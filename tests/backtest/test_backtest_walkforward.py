@@ -113,3 +113,29 @@ def test_walkforward_over_two_symbols_gives_rows_per_symbol_and_never_trains_on_
     assert m.loc[m["split"] == "test", "end"].max() == calendar[-1]
     assert set(result.summary(by_symbol=True).index.get_level_values("symbol")) == {"CHEAP", "DEAR"}
     assert sorted(p.name for p in result.figures)[:2] == ["fold_0_test_CHEAP.png", "fold_0_test_DEAR.png"]
+
+
+def test_walkforward_on_one_symbol_trains_each_fold_on_its_training_bars_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    bars = regime_switching_bars(420, seed=2)
+    seen: list[pd.DataFrame] = []
+
+    def spy(config: TrainConfig, data: pd.DataFrame, instruments: object = None) -> TrainResult:
+        seen.append(data)
+        return train(config, data, instruments)
+
+    monkeypatch.setattr(walkforward, "train", spy)
+    config = TrainConfig(
+        mode="sync",
+        total_steps=400,
+        progress=False,
+        env=EnvConfig(window=4, episode_length=32),
+        regimes=RegimeConfig(k_min=2, k_max=3),
+    )
+    wf = WalkForwardConfig(n_folds=2, val_size=40, test_size=40, embargo=5, min_train_size=200)
+    result = run_walkforward(bars, config, wf)
+    assert len(seen) == len(result.folds)
+    for fold, data in zip(result.folds, seen, strict=True):
+        # The agent (and its regime model) saw exactly the fold's training block: no bar of its
+        # validation or test window, nor of the embargo before them.
+        assert data.index.equals(bars.index[fold.train])
+        assert data.index.max() < bars.index[fold.val.start - wf.embargo]

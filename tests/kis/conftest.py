@@ -56,10 +56,11 @@ def sim(sim_config: SimConfig) -> Iterator[SimServer]:
 @pytest.fixture
 def make_client(sim: SimServer, tmp_path: Path) -> Iterator[Callable[..., KisClient]]:
     """Build clients for the simulator; keyword arguments override KisConfig fields. ``env="vts"`` gets
-    the paper key pair (the simulator's paper book)."""
+    the paper key pair (the simulator's paper book); ``transport=Wire()`` records what the client saw."""
     made: list[KisClient] = []
 
     def build(**overrides: Any) -> KisClient:
+        transport = overrides.pop("transport", None)
         paper = overrides.get("env") == "vts"
         values: dict[str, Any] = {
             "env": "sim",
@@ -75,7 +76,7 @@ def make_client(sim: SimServer, tmp_path: Path) -> Iterator[Callable[..., KisCli
             "read_retries": 4,
         }
         values.update(overrides)
-        client = KisClient(KisConfig(**values))
+        client = KisClient(KisConfig(**values), transport=transport)
         made.append(client)
         return client
 
@@ -90,6 +91,50 @@ def client(make_client: Callable[..., KisClient]) -> KisClient:
     return make_client()
 
 
+class Wire(httpx.BaseTransport):
+    """The client's end of the wire: every answer it got (``ok``, the KIS error code, ``malformed``) or the
+    transport error that cut it, in order. Proves that a fault really reached the client, not only that
+    the client got over it."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.HTTPTransport()
+        self.seen: list[tuple[str, str, str]] = []  # (path, tr_cont sent, outcome)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        sent = (request.url.path, request.headers.get("tr_cont", ""))
+        try:
+            response = self._inner.handle_request(request)
+            content = response.read()
+        except httpx.TransportError as exc:
+            self.seen.append((*sent, type(exc).__name__))
+            raise
+        self.seen.append((*sent, _outcome(content)))
+        return httpx.Response(
+            response.status_code, headers=response.headers, content=content, request=request
+        )
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def outcomes(self, path: str) -> list[str]:
+        """What each request to ``path`` came back as, in order."""
+        return [outcome for p, _, outcome in self.seen if p == path]
+
+
+def _outcome(content: bytes) -> str:
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return "malformed"
+    if not isinstance(body, dict):
+        return "malformed"
+    if "error_code" in body:  # the token endpoint's own error shape
+        return str(body["error_code"])
+    if "rt_cd" in body and str(body["rt_cd"]) != "0":
+        return str(body.get("msg_cd", ""))
+    return "ok"
+
+
 class SimAdmin:
     """The simulator's admin API, as a demo operator would use it."""
 
@@ -99,6 +144,10 @@ class SimAdmin:
     def faults(self, **knobs: Any) -> None:
         """Replace the fault knobs (no arguments clears every fault)."""
         httpx.post(f"{self.server.base_url}/sim/admin/faults", json=knobs).raise_for_status()
+
+    def pending(self) -> dict[str, Any]:
+        """The fault knobs now: each ``*_next`` counter counts down as its fault fires."""
+        return dict(httpx.get(f"{self.server.base_url}/sim/admin/faults").json())
 
     def clock(self, now: datetime | None = None, speed: float | None = None) -> None:
         """Move and/or speed up the simulator clock."""

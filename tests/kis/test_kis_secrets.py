@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from pipeline.config import Settings
-from pipeline.kis import KisClient, KisConfig, KisError
+from pipeline.kis import KisClient, KisConfig, KisError, KisRateLimitedError, KisUncertainOrderError
 from tests.kis.conftest import ACCOUNT, APP_KEY, APP_SECRET, PAPER_KEY, PAPER_SECRET
 
 WRONG_SECRET = "SECRETwrong" + "z" * 169
@@ -62,17 +62,18 @@ def _session(client: KisClient, admin: Any, errors: list[str]) -> None:
     with pytest.raises(KisError) as rejected:
         client.stock_cancel(ack.org_no, ack.order_no)  # already filled: a rejection
     errors.append(repr(rejected.value))
-    for knobs, call in (
-        ({"drop_next": 1}, lambda: client.stock_price("005930")),
-        ({"lose_order_next": 1}, lambda: client.stock_order("005930", "buy", 1)),
-        ({"storm_rate": 1.0}, lambda: client.stock_price("005930")),
-    ):
-        admin.faults(**knobs)
-        try:
-            call()
-        except KisError as exc:
-            errors.append(f"{exc!s} {exc!r}")
-        admin.faults()
+    admin.faults(drop_next=1)  # cut mid-answer, then retried: logged, not raised
+    assert client.stock_price("005930").price > 0
+    assert admin.pending()["drop_next"] == 0
+    admin.faults(lose_order_next=1)
+    with pytest.raises(KisUncertainOrderError) as lost:
+        client.stock_order("005930", "buy", 1)
+    errors.append(f"{lost.value!s} {lost.value!r}")
+    admin.faults(storm_rate=1.0)
+    with pytest.raises(KisRateLimitedError) as storm:
+        client.stock_price("005930")
+    errors.append(f"{storm.value!s} {storm.value!r}")
+    admin.faults()
     with pytest.raises(KisError) as info:
         client.stock_order("005930", "buy", 10**9)
     errors.append(str(info.value))
@@ -118,7 +119,8 @@ def test_a_full_session_never_logs_or_shows_a_secret(
     shown = "\n".join(
         captured.lines + errors + [repr(client), repr(client.config), str(client.config), repr(client.tokens)]
     )
-    assert len(captured.lines) > 50 and len(errors) >= 9  # the session really logged and failed
+    assert len(captured.lines) > 50 and len(errors) == 10  # the session really logged and failed
+    assert any("RemoteProtocolError" in line for line in captured.lines)  # the dropped read was retried
     assert any("/uapi/hashkey" in line for line in captured.lines)  # orders went through hashkeys
     for name, secret in (
         ("app key", APP_KEY),

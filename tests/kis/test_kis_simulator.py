@@ -15,6 +15,7 @@ import pytest
 
 from pipeline.kis import KisClient
 from pipeline.kis.simulator import marketgen as mg
+from pipeline.kis.simulator.clock import to_kst
 from pipeline.kis.simulator.server import SimServer
 from pipeline.kis.simulator.simconfig import SimConfig
 from pipeline.market import tick_size
@@ -160,13 +161,22 @@ def test_ledger_and_tokens_survive_a_restart(sim_config: SimConfig, tmp_path: Pa
     assert int(second.order_no) == int(first.order_no) + 1  # order numbers are never reused
 
 
+def _wait_for_sim_time(sim: SimServer, moment: datetime, real_seconds: float) -> None:
+    """Wait (polling the simulator's own clock) until it reads ``moment``; fail after ``real_seconds``."""
+    deadline = time.monotonic() + real_seconds
+    while sim.state.clock.now() < to_kst(moment):
+        assert time.monotonic() < deadline, f"simulated clock still at {sim.state.clock.now()}"
+        time.sleep(0.01)
+
+
 def test_accelerated_clock_replays_a_session_in_seconds(
-    sim_config: SimConfig, make_client: Callable[..., KisClient], admin: Any
+    sim: SimServer, make_client: Callable[..., KisClient], admin: Any
 ) -> None:
     client = make_client()
     admin.clock(datetime(2025, 6, 10, 9, 0, 30), speed=600)  # 10 simulated minutes per real second
     client.stock_order("005930", "buy", 1)
-    time.sleep(0.3)
+    # Ten simulated minutes pass in about a second of real time; the market order fills at 09:01's open.
+    _wait_for_sim_time(sim, datetime(2025, 6, 10, 9, 10), real_seconds=5.0)
     orders = client.stock_orders(date(2025, 6, 10), date(2025, 6, 10))
     assert orders[0].filled_qty == 1
 

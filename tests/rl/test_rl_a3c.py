@@ -1,18 +1,24 @@
-"""One A3C worker's rollout: time limits bootstrap from the critic, terminations do not; its metrics."""
+"""One A3C worker's rollout: time limits bootstrap from the critic, terminations do not; its metrics.
+The shared Adam: worker processes step one set of moments, which the parent sees."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+import torch.multiprocessing as mp
 
 from pipeline.regimes.model import RegimeConfig
 from pipeline.rl.a3c import A3CWorker, LocalCounter, SharedAdam
 from pipeline.rl.config import TrainConfig
 from pipeline.rl.env import EnvConfig
 from pipeline.rl.network import LSTMActorCritic
+from pipeline.rl.runner import run_async
+
+TARGET = torch.tensor([1.0, -2.0, 0.5])
 
 
 def _worker(make_market, bootstrap: bool) -> tuple[A3CWorker, list[dict[str, Any]]]:
@@ -74,3 +80,69 @@ def test_an_update_reports_explained_variance_and_steps_per_second(make_market) 
     metrics = worker.update(model, SharedAdam(model.parameters(), lr=1e-3), LocalCounter(), elapsed=0.5)
     assert metrics["charts/steps_per_s"] == pytest.approx(12 / 0.5)
     assert metrics["losses/explained_variance"] <= 1.0
+
+
+def _adam_steps(model: torch.nn.Linear, optimizer: torch.optim.Optimizer, lock: Any, steps: int) -> None:
+    """A worker process: ``steps`` Adam steps on the shared model, one at a time under ``lock`` (so the
+    result is exactly that of the same number of steps in one process, whichever worker took each)."""
+    torch.set_num_threads(1)
+    for _ in range(steps):
+        with lock:
+            optimizer.zero_grad()
+            ((model.weight[0] - TARGET) ** 2).sum().backward()
+            optimizer.step()
+
+
+@pytest.mark.integration
+def test_adam_steps_taken_in_worker_processes_land_in_the_parents_shared_moments() -> None:
+    workers, steps = 3, 4
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1, bias=False)
+    reference = torch.nn.Linear(3, 1, bias=False)
+    reference.load_state_dict(model.state_dict())
+    model.share_memory()
+    shared = SharedAdam(model.parameters(), lr=0.1)
+    ctx = mp.get_context("fork")  # TrainConfig's default start method
+    lock = ctx.Lock()
+    procs = [ctx.Process(target=_adam_steps, args=(model, shared, lock, steps)) for _ in range(workers)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=60)
+    assert [proc.exitcode for proc in procs] == [0] * workers
+    # The same 12 steps in one process, with a plain Adam.
+    plain = torch.optim.Adam(reference.parameters(), lr=0.1, eps=1e-5, foreach=False)
+    _adam_steps(reference, plain, mp.get_context("fork").Lock(), workers * steps)
+    ours, theirs = shared.state[model.weight], plain.state[reference.weight]
+    assert float(ours["step"]) == workers * steps  # every worker's steps, counted in the parent
+    torch.testing.assert_close(ours["exp_avg"], theirs["exp_avg"])
+    torch.testing.assert_close(ours["exp_avg_sq"], theirs["exp_avg_sq"])
+    torch.testing.assert_close(model.weight, reference.weight)
+
+
+@pytest.mark.integration
+def test_async_a3c_workers_step_the_optimiser_state_the_parent_holds(make_market) -> None:
+    closes = 10_000 * np.exp(np.cumsum(np.random.default_rng(1).normal(0, 0.01, 120)))
+    config = TrainConfig(
+        mode="async",
+        n_workers=2,
+        n_envs=2,
+        n_steps=5,
+        total_steps=400,
+        hidden_size=16,
+        progress=False,
+        env=EnvConfig(window=2, episode_length=16),
+        regimes=RegimeConfig(enabled=False),
+    )
+    market = make_market(opens=closes, closes=closes, n_features=2)
+    probe = A3CWorker(0, config, market)
+    model = LSTMActorCritic(probe.env.obs_dim, probe.env.n_actions, config.hidden_size)
+    optimizer = SharedAdam(model.parameters(), lr=config.learning_rate, eps=config.adam_eps)
+    updates: Counter[int] = Counter()
+    run_async(config, market, model, optimizer, lambda m: updates.update([m["rank"]]))
+    assert set(updates) == {0, 1}
+    (parent_steps,) = {float(optimizer.state[p]["step"]) for p in model.parameters()}
+    # Lock-free (Hogwild!) increments may rarely collide, but the parent's count must hold more updates
+    # than any one worker made: both processes stepped the moments the parent holds.
+    assert max(updates.values()) < parent_steps <= sum(updates.values()), (parent_steps, updates)
+    assert all(optimizer.state[p]["exp_avg_sq"].abs().sum() > 0 for p in model.parameters())

@@ -106,6 +106,21 @@ def test_the_run_fails_only_above_the_failure_threshold(krx_bars: Callable[..., 
     assert len(strict.good) == 99  # failing the run does not throw the good rows away
 
 
+def test_a_run_exactly_at_the_failure_threshold_passes_and_just_above_it_fails(
+    krx_bars: Callable[..., pd.DataFrame],
+) -> None:
+    bars = krx_bars(n=20).astype(object)  # 40 rows
+    bars.at[3, "close"] = "n/a"
+    bars.at[25, "close"] = "n/a"  # 2 of 40 rows: exactly the default threshold of 5 %
+    report = validate_bars(bars)
+    assert report.failure_rate == 0.05 and report.passed
+    assert not validate_bars(bars, max_failure_rate=0.0499).passed
+    bars.at[30, "close"] = "n/a"  # one row more: 7.5 %
+    assert not validate_bars(bars).passed
+    clean = krx_bars(n=20)
+    assert validate_bars(clean, max_failure_rate=0.0).passed  # nothing failed: at a zero threshold too
+
+
 def _three_days(closes: list[float], symbol: str = "005930") -> pd.DataFrame:
     ts = pd.DatetimeIndex([_kst(d) for d in ("2024-01-02", "2024-01-03", "2024-01-04")])
     return pd.DataFrame(

@@ -115,7 +115,9 @@ def test_walkforward_over_two_symbols_gives_rows_per_symbol_and_never_trains_on_
     assert sorted(p.name for p in result.figures)[:2] == ["fold_0_test_CHEAP.png", "fold_0_test_DEAR.png"]
 
 
-def test_walkforward_on_one_symbol_trains_each_fold_on_its_training_bars_only(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_walkforward_on_one_symbol_trains_each_fold_on_its_training_bars_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     bars = regime_switching_bars(420, seed=2)
     seen: list[pd.DataFrame] = []
 

@@ -24,6 +24,7 @@ from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 from pipeline.features.sets import OhlcvArrays
 from pipeline.market import TZ_NAME
 from pipeline.registry.specs import ModelSpec
+from pipeline.rl import replay
 from pipeline.rl.agent import TradingAgent
 
 _mlflow_log = logging.getLogger("mlflow.krx")
@@ -178,6 +179,7 @@ class AgentModel(PythonModel):  # type: ignore[misc]
     def load_context(self, context: Any) -> None:
         """Load the agent directory bundled as artifact ``agent``."""
         self.agent = TradingAgent.load(context.artifacts[AGENT_ARTIFACT])
+        replay.warm_up()  # the compiled replay, before the first request rather than during it
         config = dict(context.model_config or {})
         self.model_version = str(config.get("model_version") or "") or None
 
@@ -193,12 +195,10 @@ class AgentModel(PythonModel):  # type: ignore[misc]
             _last_values(model_input, "position", windows, p.get("position")),
             _last_values(model_input, "entry_price", windows, p.get("entry_price")),
         )
-        symbols = [symbol for symbol, _ in windows]
-        rows = [
-            {**d, "symbol": s, "model_version": self.model_version}
-            for s, d in zip(symbols, decisions, strict=True)
-        ]
-        return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
+        columns: dict[str, list[Any]] = {c: [d.get(c) for d in decisions] for c in OUTPUT_COLUMNS}
+        columns["symbol"] = [symbol for symbol, _ in windows]
+        columns["model_version"] = [self.model_version] * len(windows)
+        return pd.DataFrame(columns, columns=list(OUTPUT_COLUMNS))
 
 
 def log_agent(

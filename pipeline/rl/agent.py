@@ -111,6 +111,10 @@ class AgentPolicy:
         return torch.multinomial(logits.softmax(-1), 1, generator=self.generator).squeeze(1).numpy()
 
 
+FAST_REPLAY_MAX = 16
+"""Windows of one length replayed by the compiled loop one by one; more go to the batched reference."""
+
+
 class TradingAgent:
     """Everything needed to turn raw OHLCV bars into actions, exactly as in training."""
 
@@ -184,17 +188,26 @@ class TradingAgent:
     def _replay(
         self, markets: list[MarketArrays], positions: list[float | None], entries: list[float | None]
     ) -> list[Replayed]:
-        """One window: the fast float64 replay, or the reference where a step is too close to call; several
-        of the same length: the reference, batched."""
+        """Up to :data:`FAST_REPLAY_MAX` windows: the compiled float64 replay of each, or the reference where
+        a step is too close to call; more of the same length: the reference, batched (one torch LSTM over
+        all rows beats one compiled loop per window from about that many on)."""
         length = len(markets[0])
         if length - (self.config.env.window - 1) < 2:
             raise ValueError(f"range [0, {length}) is too short for window {self.config.env.window}")
-        if len(markets) == 1:
-            policy, env = self._float64_policy(), self.config.env
-            fast = replay_window(policy, markets[0], env, positions[0], entries[0])
-            if fast is not None:
-                return [fast]
-        return self.replay_reference(markets, positions, entries)
+        if len(markets) > FAST_REPLAY_MAX:
+            return self.replay_reference(markets, positions, entries)
+        policy, env = self._float64_policy(), self.config.env
+        fast = [
+            replay_window(policy, m, env, p, e) for m, p, e in zip(markets, positions, entries, strict=True)
+        ]
+        close = [i for i, r in enumerate(fast) if r is None]
+        if close:
+            exact = self.replay_reference(
+                [markets[i] for i in close], [positions[i] for i in close], [entries[i] for i in close]
+            )
+            for i, r in zip(close, exact, strict=True):
+                fast[i] = r
+        return [r for r in fast if r is not None]
 
     def _float64_policy(self) -> Float64Policy:
         # Rebuilt whenever a parameter changed in place (training, load_state_dict bump its version).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from pipeline.backtest.policies import Policy
 from pipeline.rl.env import EnvConfig
 from pipeline.rl.market import MarketArrays
 
-PerBar = pd.Series | pd.DataFrame
+PerBar: TypeAlias = pd.Series | pd.DataFrame
 """Outputs indexed by bar timestamp (a subset of the bars' index, e.g. without the warm-up)."""
 
 

@@ -1,9 +1,13 @@
-"""The ``krx`` command line: settings, store migrations, data import, the KIS simulator and the demo."""
+"""The ``krx`` command line: settings, store migrations, data import, the KIS simulator, the demo and the
+model server."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.cli_model import mlflow_app, model_app
-from pipeline.config import get_settings
+from pipeline.config import get_settings, mask_url
 from pipeline.kis.cli import sim
 from pipeline.market import TZ_NAME
 
@@ -270,6 +274,94 @@ def backtest(
         console.print(f"figure:  {path}", soft_wrap=True)
 
 
+def _chatter_to_file(path: Path) -> Path:
+    """Send the libraries' INFO logging to ``path`` and keep only warnings on the console (the command
+    prints one line per stage itself)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.WARNING)
+    file_handler = logging.FileHandler(path, encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(file_handler)
+    root.setLevel(min(root.getEffectiveLevel(), logging.INFO))  # the file gets INFO whatever else is set
+    return path
+
+
+#: The real KRX daily bars shipped beside the checkout (``shared/data/krx``, see its README).
+SHARED_KRX_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "krx"
+
+
+@app.command("evaluate")
+def evaluate(
+    data: Annotated[
+        Path, typer.Option(help="Folder of daily KRX CSVs (one file per symbol).", envvar="KRX_EVALUATE_DATA")
+    ] = SHARED_KRX_DATA,
+    symbol: Annotated[
+        list[str] | None, typer.Option("--symbol", help="Evaluate only these (repeatable; default: all).")
+    ] = None,
+    years: Annotated[str, typer.Option(help="Test years, e.g. 2013-2019 or 2017,2019.")] = "2013-2019",
+    seeds: Annotated[int, typer.Option(min=1, help="Agent seeds per (instrument, year).")] = 5,
+    steps: Annotated[
+        int, typer.Option(min=100, help="Training env steps per (instrument, year, seed).")
+    ] = 60_000,
+    configurations: Annotated[
+        int, typer.Option(min=1, help="Configurations tried so far (trials counted in the deflated Sharpe).")
+    ] = 1,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Smoke run: 2018-2019, 2 seeds, 2,000 steps.")
+    ] = False,
+) -> None:
+    """Judge the agent on real KRX bars: import the CSVs into a fresh store, yearly walk-forward per
+    instrument against buy-and-hold, SMA crossover, momentum and random; writes metrics.csv, summary.json
+    and report.html under KRX_VAR_DIR/evaluate."""
+    log_file = _chatter_to_file(get_settings().var_dir / "logs" / "evaluate.log")
+    console.print(f"log: {log_file}", soft_wrap=True)
+    from pipeline.backtest.evaluation import (
+        HEADLINE,
+        AgentEvaluationConfig,
+        evaluate_agent,
+        load_through_store,
+        quick_config,
+        write_outputs,
+    )
+    from pipeline.store import get_engine
+
+    paths = sorted(data.glob("*.csv"))
+    if symbol:
+        paths = [p for p in paths if p.stem in set(symbol)]
+    if not paths:
+        console.print(f"[red]error[/]: no CSV {'of ' + ', '.join(symbol) + ' ' if symbol else ''}in {data}")
+        raise typer.Exit(1)
+    try:
+        span = [int(y) for y in years.replace("-", ",").split(",")]
+    except ValueError as exc:
+        console.print(f"[red]error[/]: --years {years!r}: use 2013-2019 or 2017,2019")
+        raise typer.Exit(2) from exc
+    test_years = tuple(range(span[0], span[-1] + 1)) if "-" in years else tuple(span)
+    config = AgentEvaluationConfig(
+        years=test_years, seeds=tuple(range(seeds)), total_steps=steps, configurations=configurations
+    )
+    config = quick_config(config) if quick else config
+    out = get_settings().var_dir / "evaluate"
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / "store.db"
+    store.unlink(missing_ok=True)  # a fresh store each run
+    console.print(f"importing {len(paths)} files into {store}", soft_wrap=True)
+    bars, _ = load_through_store(paths, get_engine(f"sqlite:///{store}"))
+    years_text = f"{config.years[0]}-{config.years[-1]}"
+    console.print(
+        f"walk-forward: test years {years_text}, {len(config.seeds)} seeds, {config.total_steps:,} steps"
+    )
+    evaluation = evaluate_agent(bars, config, progress=lambda line: console.print(line, soft_wrap=True))
+    written = write_outputs(evaluation, out)
+    for key in HEADLINE:
+        console.print(f"  {key:18} {evaluation.headline[key]:.3f}")
+    for kind, path in written.items():
+        console.print(f"{kind}: {path}", soft_wrap=True)
+
+
 @app.command("demo")
 def demo(
     days: Annotated[int, typer.Option(help="Calendar days of daily history to ingest.")] = 1500,
@@ -282,6 +374,59 @@ def demo(
     from pipeline.demo import run_demo
 
     run_demo(console, days=days, seed=seed, train_seconds=train_seconds)
+
+
+@app.command("reports")
+def reports(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the reports written under KRX_VAR_DIR (Data Docs, training reports, walk-forward results)
+    with their paths; each opens from the file system without a network."""
+    from pipeline.console import print_reports
+    from pipeline.reports import find_reports
+
+    found = find_reports(get_settings().var_dir)
+    if as_json:
+        rows = [
+            {"kind": r.kind, "name": r.name, "path": str(r.path), "written": r.written.isoformat()}
+            for r in found
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    print_reports(console, found)
+
+
+def serve_command(host: str, port: int) -> list[str]:
+    """The ``bentoml serve`` command line of the model server (a separate process: ``pipeline`` never
+    imports BentoML)."""
+    bentoml = Path(sys.executable).with_name("bentoml")
+    return [str(bentoml), "serve", "serving.service:KrxTrader", "--host", host, "--port", str(port)]
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface (default KRX_SERVING_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default KRX_SERVING_PORT).")] = None,
+    print_only: Annotated[
+        bool, typer.Option("--print-only", help="Print the command, start nothing.")
+    ] = False,
+) -> None:
+    """Serve the champion of every model spec over HTTP (BentoML) from the configured MLflow store;
+    POST /predict, /predict_batch; /readyz, /metrics. Ctrl-C stops."""
+    settings = get_settings()
+    host, port = host or settings.serving_host, port or settings.serving_port
+    command = serve_command(host, port)
+    specs = ", ".join(settings.serving_specs) or "every spec with a registered model"
+    console.print(f"model server: [bold]http://{host}:{port}[/]  (specs: {specs})", soft_wrap=True)
+    console.print(f"MLflow store: {mask_url(settings.resolved_mlflow_uri)}", soft_wrap=True, highlight=False)
+    console.print(" ".join(command), soft_wrap=True, markup=False, highlight=False)
+    if print_only:
+        return
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true")}
+    try:
+        raise typer.Exit(subprocess.call(command, env=env))
+    except KeyboardInterrupt:
+        console.print("model server stopped")
 
 
 def _store_url() -> str:

@@ -200,8 +200,48 @@ class Settings(BaseSettings):
     """JSON overrides of the promotion gate rules (``pipeline.registry.gate.GateRules``), e.g.
     ``{"min_dsr_prob": 0.9}``."""
 
+    # --- serving ---------------------------------------------------------------------------
+    serving_specs: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Model specs the BentoML service serves (comma list or JSON list); each must have a ``champion``
+    loaded before ``/readyz`` passes. Empty: every spec that has a registered model."""
+
+    serving_poll_s: float = Field(10.0, gt=0)
+    """Seconds between two checks of each served model's ``champion`` alias (a move is loaded, then
+    swapped in)."""
+
+    serving_api_key: SecretStr | None = None
+    """API key the service requires in header ``X-API-Key`` on every route except ``/livez``,
+    ``/readyz`` and ``/metrics``. Unset: no key needed. Never logged."""
+
+    serving_host: str = "127.0.0.1"
+    """Interface ``krx serve`` listens on."""
+
+    serving_port: int = Field(3000, gt=0, lt=65536)
+    """Port ``krx serve`` listens on."""
+
+    serving_workers: int = Field(1, ge=1)
+    """Worker processes of the service (each loads every served model)."""
+
+    serving_max_bars: int = Field(2_000, ge=2)
+    """Most bars one window of a request may have (a longer window is refused with 400)."""
+
+    serving_max_batch: int = Field(512, ge=1)
+    """Most windows one ``/predict_batch`` call (and one adaptive batch) may carry."""
+
     log_level: str = "INFO"
     """Log level of the ``krx`` CLI and pipeline code."""
+
+    @field_validator("serving_specs", mode="before")
+    @classmethod
+    def _split_specs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return (
+                json.loads(text)
+                if text.startswith("[")
+                else [s.strip() for s in text.split(",") if s.strip()]
+            )
+        return value
 
     @field_validator("stock_symbols", "etf_symbols", "index_symbols", "intraday_symbols", mode="before")
     @classmethod

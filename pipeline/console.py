@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.market import KST
+from pipeline.reports import Report
 from pipeline.store import get_engine, summarize_bars
 
 
@@ -45,3 +46,15 @@ def print_backtest_summary(console: Console, summary: pd.DataFrame, title: str) 
     for name, row in summary.iterrows():
         table.add_row(str(name), *(f"{v:,.3f}" if abs(v) < 1000 else f"{v:,.0f}" for v in row.to_numpy()))
     console.print(table)
+
+
+def print_reports(console: Console, reports: list[Report]) -> None:
+    """Each report on disk (``pipeline.reports``): what it is, when written, and its path on a line of its
+    own (unwrapped, to copy into a browser)."""
+    if not reports:
+        console.print("no reports written yet: run `krx demo` (or `krx data validate`, `krx backtest`)")
+        return
+    for r in reports:
+        console.print(f"[bold]{r.kind}[/]: {r.name}, written {r.written:%Y-%m-%d %H:%M} UTC", soft_wrap=True)
+        console.print(f"  {r.path}", soft_wrap=True, markup=False, highlight=False)
+    console.print("each opens from the file system, without a network")

@@ -18,7 +18,23 @@ REQUIRED_KEYS = {
     "bench_train.py": {"a3c_steps_per_s", "sb3_a2c_steps_per_s", "ratio", "a3c_oos_return", "sb3_oos_return"},
     "bench_kis.py": {"sim_quotes_per_s", "client_overhead_ms"},
     "bench_features.py": {"bars_per_s", "baseline_bars_per_s", "ratio", "peak_rss_mb"},
+    "bench_agent.py": {
+        "folds_beat_bh",
+        "pairs_beat_bh",
+        "mdd_not_worse",
+        "mean_sharpe_agent",
+        "mean_sharpe_bh",
+        "dsr_prob",
+    },
     "bench_pyfunc.py": {"pyfunc_ms_p50", "pyfunc_ms_p99", "batch_windows_per_s", "overhead_ratio"},
+    "bench_serving.py": {
+        "p50_ms_c1",
+        "p99_ms_c1",
+        "rps_c32",
+        "batch_windows_per_s",
+        "inproc_ms",
+        "overhead_ratio",
+    },
 }
 
 

@@ -3,11 +3,12 @@ one symbol, or one agent over many symbols with folds by date on their common ca
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipeline.backtest.engine import BacktestResult, run_backtest
@@ -23,6 +24,8 @@ from pipeline.rl.train import TrainResult, train
 from pipeline.rl.universe import BarsInput, Universe, split_universe
 
 SPLITS = ("val", "test")
+BacktestHook = Callable[["Fold", str, int, BacktestResult], None]
+"""Called with (fold, split, seed, result) after every backtest of one symbol's walk-forward."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,33 @@ def make_folds(n_bars: int, cfg: WalkForwardConfig) -> list[Fold]:
     return folds
 
 
+def yearly_folds(
+    index: pd.DatetimeIndex, years: Sequence[int], val_size: int, embargo: int, min_train_size: int
+) -> list[Fold]:
+    """One fold per calendar year in ``years`` that ``index`` (time-ordered bars) covers: test = that year's
+    bars; validation = the ``val_size`` bars ending ``embargo`` bars before it; training = every bar up to
+    ``embargo`` bars before validation (expanding). Years without bars, or without ``min_train_size``
+    training bars before them, are left out; ``Fold.index`` is the year."""
+    folds = []
+    for year in years:
+        rows = np.flatnonzero(index.year == year)
+        if len(rows) < 2:
+            continue
+        val_start = int(rows[0]) - embargo - val_size
+        train_end = val_start - embargo
+        if train_end < min_train_size:
+            continue
+        folds.append(
+            Fold(
+                index=int(year),
+                train=slice(0, train_end),
+                val=slice(val_start, val_start + val_size),
+                test=slice(int(rows[0]), int(rows[-1]) + 1),
+            )
+        )
+    return folds
+
+
 @dataclass
 class WalkForwardResult:
     """Tidy metrics (one row per fold, split, strategy and seed — and symbol, over many symbols) and the
@@ -114,20 +144,26 @@ def run_walkforward(
     config: TrainConfig,
     wf: WalkForwardConfig,
     instruments: Mapping[str, InstrumentSpec] | None = None,
+    folds: Sequence[Fold] | None = None,
+    on_backtest: BacktestHook | None = None,
 ) -> WalkForwardResult:
     """Train the agent per fold and seed on the train block, backtest it and the baselines on val and test.
 
     ``bars``: one symbol's bars, or many symbols' (``{symbol: bars}`` or a long frame with a ``symbol``
     column): then one agent per fold and seed trains on every symbol's training window (folds by date on
     the common calendar, so no symbol's training bar reaches a validation or test date) and is backtested
-    per symbol; rows gain ``symbol``. ``instruments``: what each symbol trades as (many symbols only)."""
+    per symbol; rows gain ``symbol``. ``instruments``: what each symbol trades as (many symbols only).
+    One symbol only: ``folds`` (rows of ``bars``) replace those of ``wf`` (e.g. :func:`yearly_folds`), and
+    ``on_backtest`` sees every backtest (to keep the returns behind the metrics)."""
     universe = split_universe(bars)
     if universe is not None:
+        if folds is not None or on_backtest is not None:
+            raise ValueError("folds and on_backtest are for one symbol; many symbols fold by date")
         return _run_universe(universe, config, wf, dict(instruments or {}))
     assert isinstance(bars, pd.DataFrame)
     if instruments:
         raise ValueError("instruments need many symbols; one symbol trades as config.env.instrument")
-    folds = make_folds(len(bars), wf)
+    folds = list(folds) if folds is not None else make_folds(len(bars), wf)
     rows: list[dict[str, Any]] = []
     figures: list[Path] = []
     for fold in folds:
@@ -147,6 +183,8 @@ def run_walkforward(
                 rows += [
                     _row(fold, split, seed, res, wf, extra if res.name == "agent" else {}) for res in results
                 ]
+                for res in results if on_backtest is not None else ():
+                    on_backtest(fold, split, seed, res)
                 if split == "test" and i == 0 and wf.figures_dir is not None:
                     path = Path(wf.figures_dir) / f"fold_{fold.index}_test.png"
                     figures.append(plot_backtests(results, path, f"fold {fold.index} test (seed {seed})"))

@@ -1,0 +1,288 @@
+"""Judge the agent on real bars: per instrument, a walk-forward with one test fold per calendar year
+(validation before it, an embargo between), several seeds, the instrument's own costs; the agent against
+buy-and-hold, SMA crossover, momentum and random; headline shares, the deflated Sharpe of the seed ensemble
+and a bootstrap interval over seeds and folds; one self-contained HTML report.
+
+Nothing here chooses anything on the test years: the configuration is fixed before the run, and every seed
+counts (no best seed is reported alone)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from pipeline.backtest.engine import BacktestResult
+from pipeline.backtest.stats import bootstrap_ci, deflated_sharpe, sharpe_ratio
+from pipeline.backtest.walkforward import Fold, WalkForwardConfig, run_walkforward, yearly_folds
+from pipeline.data.csv_import import import_csv_files
+from pipeline.market import TZ_NAME, classify
+from pipeline.rl.config import TrainConfig
+from pipeline.rl.env import EnvConfig
+from pipeline.rl.instruments import instrument_spec
+from pipeline.store import read_bars
+from pipeline.store.migrate import upgrade
+
+#: Headline figures, in the order the report and the benchmark print them.
+HEADLINE = (
+    "folds_beat_bh",
+    "pairs_beat_bh",
+    "mdd_not_worse",
+    "mean_sharpe_agent",
+    "mean_sharpe_bh",
+    "dsr_prob",
+)
+
+
+@dataclass(frozen=True)
+class AgentEvaluationConfig:
+    """What is run; fixed before looking at any test year."""
+
+    years: tuple[int, ...] = tuple(range(2013, 2020))
+    """Test years (one fold each, where the instrument has bars and enough history before)."""
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    """Agent seeds per fold; all of them count in every figure."""
+    val_size: int = 126
+    """Validation bars (about half a year) before each test year."""
+    embargo: int = 5
+    """Bars left out between train and validation and between validation and test."""
+    min_train_size: int = 500
+    """A test year needs at least this many training bars before it."""
+    total_steps: int = 60_000
+    """Training budget (env steps) of each (instrument, fold, seed)."""
+    levels: tuple[float, ...] = (0.0, 0.5, 1.0)
+    """Position levels (fractions of equity, long/flat: the data are ETFs in a cash account)."""
+    n_workers: int = 2
+    """A3C worker processes per training."""
+    configurations: int = 1
+    """Configurations tried before this one (with their seeds they are the trials the deflated Sharpe
+    counts); raise it whenever a change was chosen by looking at earlier results."""
+
+    def train_config(self, symbol: str) -> TrainConfig:
+        """The agent's training config for ``symbol``: its instrument's costs and shorting rule."""
+        env = EnvConfig(instrument=instrument_spec(classify(symbol)), levels=self.levels)
+        return TrainConfig(total_steps=self.total_steps, n_workers=self.n_workers, progress=False, env=env)
+
+
+@dataclass
+class AgentEvaluation:
+    """Every (instrument, year, split, strategy, seed) row, the agent's and buy-and-hold's test returns,
+    and the headline figures."""
+
+    config: AgentEvaluationConfig
+    metrics: pd.DataFrame
+    agent_returns: dict[tuple[str, int, int], np.ndarray] = field(default_factory=dict)
+    """Simple returns per bar of each (symbol, year, seed) test window."""
+    headline: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def evaluate_agent(
+    bars: Mapping[str, pd.DataFrame],
+    config: AgentEvaluationConfig,
+    progress: Callable[[str], None] | None = None,
+) -> AgentEvaluation:
+    """Run the yearly walk-forward on each symbol's ``bars`` (OHLCV indexed by time) and score it."""
+    frames: list[pd.DataFrame] = []
+    returns: dict[tuple[str, int, int], np.ndarray] = {}
+    wf = WalkForwardConfig(seeds=config.seeds, embargo=config.embargo, val_size=config.val_size)
+    for symbol, series in bars.items():
+        index = pd.DatetimeIndex(series.index)
+        folds = yearly_folds(index, config.years, config.val_size, config.embargo, config.min_train_size)
+        if not folds:
+            if progress:
+                progress(f"{symbol}: no test year with {config.min_train_size} training bars before it")
+            continue
+        if progress:
+            progress(f"{symbol}: {len(folds)} test years x {len(config.seeds)} seeds")
+
+        def keep(fold: Fold, split: str, seed: int, res: BacktestResult, symbol: str = symbol) -> None:
+            if split == "test" and res.name == "agent":
+                equity = res.frame["equity"].to_numpy()
+                returns[(symbol, fold.index, seed)] = equity[1:] / equity[:-1] - 1.0
+
+        result = run_walkforward(series, config.train_config(symbol), wf, folds=folds, on_backtest=keep)
+        frames.append(result.metrics.assign(symbol=symbol).rename(columns={"fold": "year"}))
+    metrics = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    evaluation = AgentEvaluation(config=config, metrics=metrics, agent_returns=returns)
+    evaluation.headline, evaluation.details = score(metrics, returns, config)
+    return evaluation
+
+
+def _per_fold(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    test = metrics[metrics["split"] == "test"]
+    agent = test[test["strategy"] == "agent"]
+    bh = (
+        test[test["strategy"] == "buy_and_hold"]
+        .groupby(["symbol", "year"])[["sharpe", "max_drawdown"]]
+        .mean()
+    )
+    return agent, bh
+
+
+def score(
+    metrics: pd.DataFrame, returns: Mapping[tuple[str, int, int], np.ndarray], config: AgentEvaluationConfig
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """The headline figures (:data:`HEADLINE`) and what stands behind them.
+
+    ``folds_beat_bh``: share of (instrument, year) whose seed-mean test Sharpe beats buy-and-hold's;
+    ``pairs_beat_bh``: share of (instrument, year, seed) that do; ``mdd_not_worse``: share of (instrument,
+    year) whose seed-mean max drawdown is no deeper than buy-and-hold's; the mean Sharpes over (instrument,
+    year); ``dsr_prob``: deflated Sharpe probability of the seed ensemble's pooled test returns, with
+    n_trials = seeds x configurations. A NaN Sharpe (a flat agent) never counts as beating."""
+    if metrics.empty:
+        return dict.fromkeys(HEADLINE, math.nan), {}
+    agent, bh = _per_fold(metrics)
+    by_fold = agent.groupby(["symbol", "year"])[["sharpe", "max_drawdown"]].mean().join(bh, rsuffix="_bh")
+    pairs = agent.join(bh, on=["symbol", "year"], rsuffix="_bh")
+    diffs = (pairs["sharpe"] - pairs["sharpe_bh"]).to_numpy()
+    labels = (pairs["symbol"] + ":" + pairs["year"].astype(str)).to_numpy()
+    ensemble, seed_returns = _ensemble_returns(returns, config.seeds)
+    trials = [sharpe_ratio(r) for r in seed_returns.values() if len(r) > 1]
+    n_trials = len(config.seeds) * config.configurations
+    dsr = deflated_sharpe(ensemble, trials, n_trials) if len(ensemble) > 2 and len(trials) > 1 else None
+    finite = np.isfinite(diffs)
+    ci = bootstrap_ci(diffs[finite], groups=labels[finite]) if finite.sum() >= 2 else (math.nan,) * 3
+    headline = {
+        "folds_beat_bh": float((by_fold["sharpe"] > by_fold["sharpe_bh"]).mean()),
+        "pairs_beat_bh": float((pairs["sharpe"] > pairs["sharpe_bh"]).mean()),
+        "mdd_not_worse": float((by_fold["max_drawdown"] <= by_fold["max_drawdown_bh"]).mean()),
+        "mean_sharpe_agent": float(by_fold["sharpe"].mean()),
+        "mean_sharpe_bh": float(by_fold["sharpe_bh"].mean()),
+        "dsr_prob": math.nan if dsr is None else dsr.dsr_prob,
+    }
+    details = {
+        "n_folds": len(by_fold),
+        "n_pairs": len(pairs),
+        "n_trials": n_trials,
+        "sharpe_gap_ci": {"low": ci[0], "mean": ci[1], "high": ci[2]},
+        "dsr": None if dsr is None else asdict(dsr),
+        "by_fold": by_fold.reset_index(),
+    }
+    return headline, details
+
+
+def _ensemble_returns(
+    returns: Mapping[tuple[str, int, int], np.ndarray], seeds: tuple[int, ...]
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """The equal-weight ensemble of seeds (mean simple return per bar) pooled over every (symbol, year),
+    and each seed's own pooled returns (its trial Sharpe)."""
+    windows = sorted({(s, y) for s, y, _ in returns})
+    pooled: list[np.ndarray] = []
+    per_seed: dict[int, list[np.ndarray]] = {seed: [] for seed in seeds}
+    for symbol, year in windows:
+        runs = [returns[(symbol, year, seed)] for seed in seeds if (symbol, year, seed) in returns]
+        pooled.append(np.mean(np.stack(runs), axis=0))
+        for seed in seeds:
+            if (symbol, year, seed) in returns:
+                per_seed[seed].append(returns[(symbol, year, seed)])
+    joined = {seed: np.concatenate(parts) for seed, parts in per_seed.items() if parts}
+    return (np.concatenate(pooled) if pooled else np.zeros(0)), joined
+
+
+def load_through_store(paths: Sequence[Path], engine: Engine) -> tuple[dict[str, pd.DataFrame], Any]:
+    """Import the CSV ``paths`` into the (migrated) store behind ``engine`` as any user's bars would arrive,
+    read them back: ({symbol: OHLCV indexed by KST session}, the import summary)."""
+    upgrade(engine)
+    summary = import_csv_files(paths, engine=engine)
+    stored = read_bars(None, "1d", engine=engine)
+    out = {}
+    for symbol, rows in stored.groupby("symbol", sort=True):
+        frame = rows.set_index(pd.DatetimeIndex(rows["ts"]).tz_convert(TZ_NAME).rename("ts"))
+        out[str(symbol)] = frame[["open", "high", "low", "close", "volume"]].astype(float)
+    return out, summary
+
+
+# ---- output ---------------------------------------------------------------------------------------------
+def summary_table(evaluation: AgentEvaluation) -> pd.DataFrame:
+    """Test Sharpe, return, max drawdown and turnover per (symbol, year) and strategy, seeds averaged."""
+    m = evaluation.metrics
+    test = m[m["split"] == "test"]
+    cols = ["sharpe", "total_return", "max_drawdown", "turnover"]
+    return test.groupby(["symbol", "year", "strategy"])[cols].mean().unstack("strategy")  # type: ignore[no-any-return]
+
+
+def write_outputs(evaluation: AgentEvaluation, out_dir: Path) -> dict[str, Path]:
+    """``metrics.csv`` (every row), ``summary.json`` (headline and details) and ``report.html``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "metrics": out_dir / "metrics.csv",
+        "summary": out_dir / "summary.json",
+        "report": out_dir / "report.html",
+    }
+    evaluation.metrics.to_csv(paths["metrics"], index=False)
+    details = {k: v for k, v in evaluation.details.items() if k != "by_fold"}
+    summary = {"headline": evaluation.headline, **details, "config": asdict(evaluation.config)}
+    paths["summary"].write_text(json.dumps(summary, indent=2, default=str))
+    paths["report"].write_text(render_html(evaluation))
+    return paths
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ddd;padding:.2em .5em;text-align:right}
+th{background:#f4f4f4}.good{color:#176f2c}.bad{color:#b00020}img{max-width:100%}"""
+
+
+def render_html(evaluation: AgentEvaluation) -> str:
+    """One self-contained page: headline, per-(symbol, year) table, the Sharpe figure; no external asset."""
+    h = evaluation.headline
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{h.get(k, math.nan):.3f}</td></tr>" for k in HEADLINE)
+    ci = evaluation.details.get("sharpe_gap_ci", {})
+    gap = (
+        f"<p>Agent minus buy-and-hold test Sharpe, mean over (instrument, year, seed): "
+        f"{ci.get('mean', math.nan):+.3f} (95% bootstrap interval over years and seeds "
+        f"{ci.get('low', math.nan):+.3f} to {ci.get('high', math.nan):+.3f}).</p>"
+        if ci
+        else ""
+    )
+    table = summary_table(evaluation) if not evaluation.metrics.empty else pd.DataFrame()
+    cfg = html.escape(json.dumps(asdict(evaluation.config)))
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Agent evaluation on KRX data</title>"
+        f"<style>{_CSS}</style></head><body><h1>Agent evaluation on real KRX bars</h1>"
+        f"<h2>Headline</h2><table>{rows}</table>{gap}"
+        f"<h2>Test Sharpe per instrument and year</h2>{_sharpe_figure(evaluation)}"
+        f"<h2>Per instrument and year (seeds averaged)</h2>{table.to_html(float_format=lambda x: f'{x:.3f}')}"
+        f"<h2>Configuration</h2><pre>{cfg}</pre></body></html>"
+    )
+
+
+def _sharpe_figure(evaluation: AgentEvaluation) -> str:
+    by_fold = evaluation.details.get("by_fold")
+    if by_fold is None or len(by_fold) == 0:
+        return "<p>No fold was evaluated.</p>"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{s}\n{y}" for s, y in zip(by_fold["symbol"], by_fold["year"], strict=True)]
+    x = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(labels)), 3.5))
+    ax.bar(x - 0.2, by_fold["sharpe"], 0.4, label="agent (seed mean)")
+    ax.bar(x + 0.2, by_fold["sharpe_bh"], 0.4, label="buy-and-hold")
+    ax.axhline(0.0, color="#888", linewidth=0.8)
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylabel("test Sharpe (annualised)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img alt="test Sharpe per instrument and year" src="data:image/png;base64,{encoded}">'
+
+
+def quick_config(config: AgentEvaluationConfig | None = None) -> AgentEvaluationConfig:
+    """A small run of ``config`` (two recent years, two seeds, a tiny budget) for smoke tests."""
+    return replace(config or AgentEvaluationConfig(), years=(2018, 2019), seeds=(0, 1), total_steps=2_000)

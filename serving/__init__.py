@@ -1,0 +1,1 @@
+"""The BentoML model server (``serving → pipeline``): the champion of every served model spec over HTTP."""

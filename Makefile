@@ -6,9 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml plugins/*/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench lock format clean
+.PHONY: setup demo test lint bench lock format clean web-assets mutation
 
 setup: $(STAMP)
+	@# The reports' browser assets are committed (pipeline/validation/vendor/); rebuilt from the npm lock
+	@# only where npm exists and they no longer match it.
+	@if command -v npm >/dev/null 2>&1; then $(BIN)/python infra/web/vendor.py --if-outdated \
+	  || echo "warning: could not rebuild the web assets; the committed ones are used"; fi
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,8 +40,19 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Rebuild pipeline/validation/vendor/ from infra/web/package-lock.json (needs npm and the npm registry).
+web-assets: $(STAMP)
+	$(BIN)/python infra/web/vendor.py
+
 bench: setup
 	@set -e; for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+# Mutation testing (mutmut) of the money and data paths, each module against its own tests; minutes per
+# module, so not part of `make test`. MODULES=pipeline/kis/token.py,pipeline/store/ limits it. Writes
+# var/mutation/summary.json and var/mutation/survivors.txt.
+MODULES ?=
+mutation: setup
+	nice -n 10 $(BIN)/python tools/mutation.py --modules "$(MODULES)"
 
 # Re-resolve every dependency from pyproject.toml into a fully pinned requirements.txt.
 lock:

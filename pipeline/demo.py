@@ -11,13 +11,14 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import Settings, get_settings, mask_url
-from pipeline.console import print_bar_summary
+from pipeline.console import print_bar_summary, print_reports
 from pipeline.ingest.contracts import IngestSummary, ValidationSummary
 from pipeline.ingest.quality import validate_and_featurize
 from pipeline.ingest.tasks import ingest_daily_session, ingest_minute_session
 from pipeline.kis.simulator.server import SimServer
 from pipeline.kis.simulator.simconfig import SimConfig
 from pipeline.market import KST, krx_sessions
+from pipeline.reports import find_reports
 from pipeline.store import get_engine
 from pipeline.store.migrate import upgrade
 from pipeline.store.schema import futures_rolls
@@ -80,6 +81,10 @@ def run_demo(
     out: dict[str, Any] = {"day": day.isoformat(), "daily": daily, "minutes": minutes, "quality": quality}
     if train_seconds > 0:
         out["backtest"] = _walkforward(console, settings, engine, train_seconds)
+    console.rule("reports written (also: `krx reports`)")
+    reports = find_reports(settings.var_dir)
+    print_reports(console, reports)
+    out["reports"] = [str(r.path) for r in reports]
     return out
 
 

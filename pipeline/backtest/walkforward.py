@@ -183,8 +183,9 @@ def run_walkforward(
                 rows += [
                     _row(fold, split, seed, res, wf, extra if res.name == "agent" else {}) for res in results
                 ]
-                for res in results if on_backtest is not None else ():
-                    on_backtest(fold, split, seed, res)
+                if on_backtest is not None:
+                    for res in results:
+                        on_backtest(fold, split, seed, res)
                 if split == "test" and i == 0 and wf.figures_dir is not None:
                     path = Path(wf.figures_dir) / f"fold_{fold.index}_test.png"
                     figures.append(plot_backtests(results, path, f"fold {fold.index} test (seed {seed})"))

@@ -27,15 +27,10 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.benchmarks.bench_pyfunc import percentiles
 
 WINDOW = 250
 CONCURRENCY = 32
-
-
-def percentiles(times_s: list[float]) -> tuple[float, float]:
-    """p50 and p99 in milliseconds."""
-    ms = np.asarray(times_s) * 1000.0
-    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from pipeline.market import TZ_NAME
 from pipeline.rl.agent import TradingAgent
 from pipeline.rl.synthetic import random_walk_bars
 
@@ -16,7 +17,7 @@ _PROBE_BARS = 600
 def probe_window(n: int, seed: int = 0) -> pd.DataFrame:
     """``n`` plausible daily bars (a random walk, ``ts`` index tz-aware KST) to warm a loaded model up."""
     bars = random_walk_bars(n, seed=seed)[["open", "high", "low", "close", "volume"]]
-    bars.index = bars.index.tz_localize("Asia/Seoul").rename("ts")
+    bars.index = bars.index.tz_localize(TZ_NAME).rename("ts")
     return bars
 
 

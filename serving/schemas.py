@@ -33,7 +33,7 @@ def field_error(loc: tuple[str | int, ...], kind: str, message: str, value: Any 
 
 
 class Bar(BaseModel):
-    """One OHLCV bar; ``ts`` is its start: ISO 8601 with an offset, or naive meaning KST (``pipeline.market.TZ_NAME``)."""
+    """One OHLCV bar; ``ts`` is its start: ISO 8601 with an offset, or naive meaning KST."""
 
     model_config = ConfigDict(extra="forbid")
 

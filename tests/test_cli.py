@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.market import TZ_NAME
+from pipeline.validation.offline import external_asset_refs
 
 runner = CliRunner()
 
@@ -101,7 +102,10 @@ def test_demo_runs_the_pipeline_end_to_end_on_embedded_defaults(isolated_setting
     with get_engine().connect() as conn:
         features = conn.exec_driver_sql("SELECT count(*) FROM features").scalar_one()
     assert features > 0
-    assert (isolated_settings / "data_docs" / "index.html").is_file()
+    index = isolated_settings / "data_docs" / "index.html"
+    assert index.is_file() and "data docs: " in result.output and str(index.resolve()) in result.output
+    pages = [p for p in index.parent.rglob("*") if p.suffix in (".html", ".css")]
+    assert [r for p in pages for r in external_asset_refs(p.read_text(encoding="utf-8"))] == []  # offline
     assert "KOSPI200F rolls" in result.output and "1d bars" in result.output
     reports = isolated_settings / "reports" / "KOSPI200F"
     assert sorted(p.name for p in reports.glob("*.png")) == ["fold_0_test.png", "fold_1_test.png"]
@@ -165,3 +169,87 @@ def test_import_csv_lists_the_lines_it_quarantined(tmp_path: Path) -> None:
     result = runner.invoke(app, ["data", "import-csv", str(path)], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "line 3: high < max(open, close)" in result.output
+
+
+def _store_daily_bars(symbol: str, start: str, end: str, seed: int = 0) -> pd.DataFrame:
+    """Migrate the isolated store and upsert consistent daily bars of ``symbol`` on every XKRX session."""
+    import numpy as np
+
+    from pipeline.market import krx_sessions
+    from pipeline.store import upsert_bars
+
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    days = krx_sessions(start, end)
+    rng = np.random.default_rng(seed)
+    close = np.round(50_000 * np.exp(np.cumsum(rng.normal(0, 0.01, len(days)))), -1)
+    open_ = np.round(close * np.exp(rng.normal(0, 0.004, len(days))), -1)
+    bars = pd.DataFrame(
+        {
+            "symbol": symbol,
+            "interval": "1d",
+            "ts": days.tz_localize(TZ_NAME),
+            "open": open_,
+            "high": np.maximum(open_, close) + 50,
+            "low": np.minimum(open_, close) - 50,
+            "close": close,
+            "volume": rng.integers(1_000, 1_000_000, len(days)),
+        }
+    )
+    upsert_bars(bars, source="test")
+    return bars
+
+
+def test_data_summary_lists_each_symbols_count_range_and_last_close(isolated_settings: Path) -> None:
+    bars = _store_daily_bars("005930", "2025-06-02", "2025-06-30")
+    result = runner.invoke(app, ["data", "summary"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if "005930" in line)
+    assert f"{len(bars):,}" in row and "2025-06-02" in row and "2025-06-30" in row
+    assert f"{bars['close'].iloc[-1]:,.2f}" in row
+    assert "no 1m bars in the store" in runner.invoke(app, ["data", "summary", "--interval", "1m"]).output
+
+
+@pytest.mark.slow
+def test_data_validate_passes_clean_bars_and_exits_1_over_the_failure_threshold(
+    isolated_settings: Path,
+) -> None:
+    import sqlalchemy as sa
+
+    from pipeline.store import get_engine
+    from pipeline.store.schema import bars as table
+
+    bars = _store_daily_bars("005930", "2025-04-01", "2025-06-30")
+    window = ["data", "validate", "--start", "2025-06-02", "--end", "2025-06-30"]
+    clean = runner.invoke(app, window, terminal_width=200)
+    assert clean.exit_code == 0, clean.output
+    assert '"passed": true' in clean.output and '"quarantined": 0' in clean.output
+    june = bars[bars["ts"] >= pd.Timestamp("2025-06-02", tz=TZ_NAME)]
+    broken = june["ts"].iloc[::4]  # a quarter of June's bars get a high below their low
+    with get_engine().begin() as conn:
+        for ts in broken:
+            stored = table.c.ts == ts.to_pydatetime()
+            conn.execute(sa.update(table).where(stored).values(high=table.c.low * 0.5))
+    failed = runner.invoke(app, window, terminal_width=200)
+    assert failed.exit_code == 1, failed.output
+    assert "validation failed" in failed.output and "5.0%" in failed.output  # the default threshold
+    with get_engine().connect() as conn:  # quarantined even though the run failed
+        assert conn.execute(sa.text("SELECT count(*) FROM bars_quarantine")).scalar_one() == len(broken)
+
+
+@pytest.mark.slow
+def test_backtest_of_stored_bars_prints_the_test_summary_and_writes_metrics_and_figures(
+    isolated_settings: Path,
+) -> None:
+    _store_daily_bars("005930", "2022-06-01", "2025-06-30")
+    args = ["backtest", "005930", "--folds", "1", "--seeds", "0", "--seconds", "1"]
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "005930 walk-forward, test windows" in result.output
+    reports = isolated_settings / "reports" / "005930"
+    metrics = pd.read_csv(reports / "walkforward_metrics.csv")
+    assert {"agent", "buy_and_hold", "sma_crossover", "momentum", "random"} <= set(metrics["strategy"])
+    assert set(metrics["split"]) >= {"test"} and set(metrics.loc[metrics["strategy"] == "agent", "seed"]) == {
+        0
+    }
+    assert sorted(p.name for p in reports.glob("*.png")) == ["fold_0_test.png"]
+    assert f"metrics: {reports / 'walkforward_metrics.csv'}" in result.output

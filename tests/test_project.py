@@ -84,3 +84,30 @@ def test_reading_the_store_from_the_cli_loads_neither_the_simulator_nor_a_web_se
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "LOADED []" in proc.stdout
+
+
+def _make_setup_dry_run(project: Path) -> str:
+    """What ``make setup`` would run in ``project`` (``make -n``: prints, runs nothing)."""
+    done = subprocess.run(
+        ["make", "-n", "setup"], cwd=project, capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout
+
+
+def test_make_setup_reinstalls_only_when_requirements_or_a_pyproject_changed(tmp_path: Path) -> None:
+    # A copy of the files the stamp is made of, with a stand-in venv: nothing is installed for real.
+    for name in ("Makefile", "requirements.txt", "pyproject.toml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    for plugin in ROOT.glob("plugins/*/pyproject.toml"):
+        (tmp_path / plugin.relative_to(ROOT)).parent.mkdir(parents=True)
+        shutil.copy(plugin, tmp_path / plugin.relative_to(ROOT))
+    (tmp_path / ".venv").mkdir()
+    first = _make_setup_dry_run(tmp_path)
+    assert "pip install --quiet -r requirements.txt" in first
+    stamp = re.search(r"touch (\.venv/\.installed-[0-9a-f]{16})", first)
+    assert stamp, first
+    (tmp_path / stamp.group(1)).touch()  # what the real run ends with
+    assert "pip install" not in _make_setup_dry_run(tmp_path)  # second run: nothing to install
+    with (tmp_path / "requirements.txt").open("a") as fh:
+        fh.write("six==1.17.0\n")
+    assert "pip install --quiet -r requirements.txt" in _make_setup_dry_run(tmp_path)  # changed: again

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -89,6 +89,23 @@ def test_limit_order_rests_until_cancelled(client: KisClient, admin: Any) -> Non
     rows = client.stock_orders(TODAY, TODAY)
     assert [r.remaining_qty for r in rows] == [0, 0] and rows[1].cancelled
     assert client.stock_balance().holdings == []
+
+
+def test_a_limit_buy_fills_at_its_price_in_the_first_bar_that_trades_down_to_it(
+    client: KisClient, admin: Any
+) -> None:
+    bars = mg.minute_frame("005930", "stock", 7, TODAY).set_index("ts")
+    after = bars.loc[datetime(2025, 6, 10, 10, 1, tzinfo=KST) : datetime(2025, 6, 10, 10, 30, tzinfo=KST)]
+    limit = float(after["low"].min())  # the lowest price of the next half hour: crossed once, late
+    crossed = after.index[after["low"] <= limit][0]
+    assert crossed > after.index[0] and after["open"].loc[crossed] > limit  # a real crossing, inside a bar
+    ack = client.stock_order("005930", "buy", 1, price=limit)
+    admin.clock(crossed.replace(tzinfo=None) + timedelta(seconds=30))  # that bar has not closed yet
+    assert client.stock_orders(TODAY, TODAY, filled="02")[0].remaining_qty == 1
+    admin.clock(crossed.replace(tzinfo=None) + timedelta(minutes=1))  # it has: its low reached the limit
+    order = client.stock_orders(TODAY, TODAY)[0]
+    assert (order.order_no, order.filled_qty, order.avg_fill_price) == (ack.order_no, 1, limit)
+    assert [(h.symbol, h.qty) for h in client.stock_balance().holdings] == [("005930", 1)]
 
 
 @pytest.mark.parametrize(

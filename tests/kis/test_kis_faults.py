@@ -142,17 +142,26 @@ def test_endless_storm_surfaces_as_rate_limited(
 
 
 def test_client_paces_itself_under_the_servers_per_key_limit(
-    make_client: Callable[..., KisClient], admin: Any, sim: SimServer, wire: Wire
+    make_client: Callable[..., KisClient],
+    admin: Any,
+    sim: SimServer,
+    wire: Wire,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     admin.auth(rate_limit=10)
-    client = make_client(rate_limit=10, read_retries=0, transport=wire)
+    # 9/s against the server's 10/s: pacing at exactly the limit lets receive-time jitter on a busy
+    # machine put an 11th call inside the server's second; unpaced, 21 calls arrive within one second.
+    client = make_client(rate_limit=9, read_retries=0, transport=wire)
     for _ in range(21):
         client.stock_price("005930")  # read_retries=0: one EGW00201 would raise
     assert wire.outcomes(PRICE) == ["ok"] * 21
-    # The same key unpaced, straight after: the server does refuse more than 10 calls a second.
+    # The same key unpaced, straight after, with the gateway's clock stopped so the whole burst falls in
+    # one second however slowly this machine sends it: the server refuses every call past the 10th.
+    stopped = time.monotonic() + 10.0
+    monkeypatch.setattr(gateway, "time", SimpleNamespace(time=time.time, monotonic=lambda: stopped))
     raw = RawKis(sim.base_url)
     burst = [raw.get(PRICE, "FHKST01010100", {"FID_INPUT_ISCD": "005930"}) for _ in range(15)]
-    assert any(r.json()["msg_cd"] == "EGW00201" for r in burst)
+    assert [r.json()["msg_cd"] == "EGW00201" for r in burst] == [False] * 10 + [True] * 5
 
 
 def test_http_500_with_envelope_is_retried_for_reads(
@@ -184,6 +193,24 @@ def test_read_timeout_is_retried(make_client: Callable[..., KisClient], admin: A
     assert client.stock_price("005930").price > 0
     assert wire.outcomes(PRICE) == ["ok", "ReadTimeout", "ok"]
     assert admin.pending()["timeout_next"] == 0
+
+
+def test_the_latency_fault_delays_every_answer_and_a_shorter_timeout_gives_up_after_its_retries(
+    make_client: Callable[..., KisClient], admin: Any, wire: Wire
+) -> None:
+    patient = make_client()
+    patient.stock_price("005930")  # token issued before the fault: only the quote is delayed
+    admin.faults(latency_ms=400)
+    started = time.monotonic()
+    assert patient.stock_price("005930").price > 0
+    assert time.monotonic() - started >= 0.4  # every /uapi answer waits the configured latency
+    hasty = make_client(timeout_s=0.1, read_retries=1, transport=wire)
+    hasty.tokens.get()  # the token endpoint is not delayed
+    with pytest.raises(KisTemporaryError, match="ReadTimeout after retries"):
+        hasty.stock_price("005930")
+    assert wire.outcomes(PRICE) == ["ReadTimeout", "ReadTimeout"]  # the first try and its one retry
+    admin.faults()  # cleared: answers come at once again
+    assert hasty.stock_price("005930").price > 0
 
 
 def test_malformed_body_gives_a_clear_error_and_the_client_keeps_working(

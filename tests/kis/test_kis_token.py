@@ -14,7 +14,8 @@ import pytest
 from pydantic import SecretStr
 
 from pipeline.kis.config import KisConfig
-from pipeline.kis.endpoints import TOKEN_PATH
+from pipeline.kis.endpoints import REVOKE_PATH, TOKEN_PATH
+from pipeline.kis.errors import KisAuthError
 from pipeline.kis.token import TokenManager
 from pipeline.market import KST
 from tests.kis.conftest import APP_KEY, APP_SECRET
@@ -47,7 +48,13 @@ class TokenEndpoint:
     issued: int = 0
     _last_issue: float = -1e18
 
+    revoked: list[str] = field(default_factory=list)
+    revoke_status: int = 200
+
     def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == REVOKE_PATH:  # POST /oauth2/revokeP {appkey, appsecret, token}
+            self.revoked.append(json.loads(request.content)["token"])
+            return httpx.Response(self.revoke_status, json={"code": self.revoke_status}, request=request)
         assert request.url.path == TOKEN_PATH
         now = self.clock()
         self.requested_at.append(now)
@@ -138,3 +145,46 @@ def test_a_refused_request_is_followed_by_one_full_minute_of_waiting_not_by_hamm
     assert tokens.get()
     assert endpoint.refused == 1  # it could not know; after the refusal it waits the whole interval
     assert endpoint.requested_at[2] - endpoint.requested_at[1] >= 61.0
+
+
+def test_with_the_default_margin_a_token_is_reissued_ten_minutes_before_it_expires_and_not_earlier(
+    endpoint: TokenEndpoint, clock: FakeClock, tmp_path: Path
+) -> None:
+    tokens = _manager(endpoint, clock, tmp_path / "token.json")  # KisConfig's default margin: 600 s
+    first = tokens.get()
+    expires = clock.now + 6 * 3600
+    clock.now = expires - 601.0
+    assert tokens.get() == first and endpoint.issued == 1  # still more than ten minutes left: kept
+    clock.now = expires - 599.0
+    second = tokens.get()
+    assert second != first and endpoint.issued == 2  # inside the margin: replaced before KIS refuses it
+    assert endpoint.requested_at[-1] == expires - 599.0  # asked at once, no wait: the last issue is hours old
+    fresh = _manager(endpoint, clock, tmp_path / "token.json")  # another process finds the new one cached
+    assert fresh.get() == second and endpoint.issued == 2
+
+
+def test_a_revoked_token_is_sent_to_kis_dropped_from_the_cache_and_never_used_again(
+    endpoint: TokenEndpoint, clock: FakeClock, tmp_path: Path
+) -> None:
+    cache = tmp_path / "token.json"
+    tokens = _manager(endpoint, clock, cache)
+    tokens.revoke()  # nothing issued yet: nothing to revoke, no request
+    assert endpoint.revoked == [] and endpoint.requested_at == []
+    first = tokens.get()
+    tokens.revoke()
+    assert endpoint.revoked == [first]
+    assert "access_token" not in json.loads(cache.read_text())[tokens._key]  # other processes forget it too
+    assert _manager(endpoint, clock, cache).get() != first  # a new one, issued after the minute
+    assert endpoint.refused == 0 and endpoint.issued == 2
+
+
+def test_a_refused_revoke_is_an_auth_error_and_the_token_is_forgotten_anyway(
+    endpoint: TokenEndpoint, clock: FakeClock, tmp_path: Path
+) -> None:
+    tokens = _manager(endpoint, clock, tmp_path / "token.json")
+    first = tokens.get()
+    endpoint.revoke_status = 403
+    with pytest.raises(KisAuthError, match="revoke failed \\(HTTP 403") as info:
+        tokens.revoke()
+    assert info.value.status == 403 and first not in str(info.value)
+    assert tokens.get() != first and endpoint.issued == 2

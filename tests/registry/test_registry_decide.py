@@ -52,3 +52,23 @@ def test_a_window_too_short_for_the_feature_window_is_refused(agent: TradingAgen
     bars = market_bars()
     with pytest.raises(ValueError, match="too short"):
         agent.decide_batch([bars.iloc[:250], bars.iloc[:3]])
+
+
+def test_a_decision_carries_every_field_the_readme_promises(agent: TradingAgent) -> None:
+    window = market_bars().iloc[-250:]
+    decision = agent.decide(window)
+    assert set(decision) >= {
+        "action",
+        "target_level",
+        "probabilities",
+        "value",
+        "regime",
+        "simulated_position",
+        "timestamp",
+    }
+    levels = agent.config.env.levels
+    assert decision["target_level"] == levels[decision["action"]]  # the level the action stands for
+    assert len(decision["probabilities"]) == len(levels)
+    assert np.isfinite(decision["value"])
+    k = agent.regime_model.n_regimes if agent.regime_model is not None else 0
+    assert decision["regime"] in range(k)  # the last bar's label from the saved regime model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -207,3 +208,27 @@ def test_invalid_levels_are_rejected(make_market) -> None:
         VecTradingEnv(market, EnvConfig(levels=(-1.0, 1.0), window=1))
     with pytest.raises(ValueError, match="integer"):
         VecTradingEnv(market, EnvConfig(instrument=kospi200_futures_spec(), levels=(0.5,), window=1))
+
+
+def test_drawdown_and_volatility_penalties_are_taken_off_the_log_return(make_market) -> None:
+    # Long one contract through a rise, a fall below the peak, a partial recovery and a new high.
+    closes = [350.0, 352.0, 356.0, 348.0, 352.0, 360.0]
+    market = make_market(opens=[350.0, *closes[:-1]], closes=closes)
+    plain = VecTradingEnv(market, FUTURES, auto_reset=False)
+    penalties = replace(FUTURES, drawdown_penalty=2.0, volatility_penalty=50.0)
+    penalised = VecTradingEnv(market, penalties, auto_reset=False)
+    for env in (plain, penalised):
+        env.reset(start=0)
+    equity, peak = [FUTURES.initial_cash], FUTURES.initial_cash
+    for _ in range(len(closes) - 1):
+        _, base, *_, info = plain.step(np.array([2]))
+        _, reward, *_ = penalised.step(np.array([2]))
+        log_ret = math.log(info["equity"][0] / equity[-1])
+        assert base[0] == pytest.approx(log_ret, rel=1e-12)
+        dd_before = 1.0 - equity[-1] / peak
+        peak = max(peak, info["equity"][0])
+        deeper = max(1.0 - info["equity"][0] / peak - dd_before, 0.0)  # only a deepening drawdown costs
+        assert reward[0] == pytest.approx(log_ret - 2.0 * deeper - 50.0 * log_ret**2, rel=1e-9, abs=1e-15)
+        equity.append(info["equity"][0])
+    # The fall is penalised for both the drawdown it opens and its size; the recovery only for its size.
+    assert equity[3] < equity[2] and equity[4] > equity[3]

@@ -57,7 +57,9 @@ def test_headline_shares_count_every_seed_and_never_a_nan() -> None:
     )
     rng = np.random.default_rng(0)
     returns = {
-        (s, y, seed): rng.normal(0.0005, 0.01, 200) for s, y in [("A", 2018), ("A", 2019)] for seed in range(3)
+        (s, y, seed): rng.normal(0.0005, 0.01, 200)
+        for s, y in [("A", 2018), ("A", 2019)]
+        for seed in range(3)
     }
     config = AgentEvaluationConfig(seeds=(0, 1, 2))
     headline, details = score(metrics, returns, config)

@@ -10,6 +10,7 @@ from pathlib import Path
 #: Where each kind of report lives under the var folder.
 DATA_DOCS = "data_docs"
 REPORTS = "reports"
+EVALUATION = "evaluate"
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,8 @@ class Report:
     """One report on disk: what it is, a short description, where, and when it was last written."""
 
     kind: str
-    """``data docs`` (GX validation runs), ``training`` (a registered model version), ``walk-forward``."""
+    """``data docs`` (GX validation runs), ``training`` (a registered model version), ``walk-forward``,
+    ``evaluation`` (``krx evaluate`` on real KRX bars)."""
     name: str
     path: Path
     written: dt.datetime
@@ -30,7 +32,8 @@ def _written(path: Path) -> dt.datetime:
 def find_reports(var_dir: Path) -> list[Report]:
     """Every report under ``var_dir``: the Data Docs index (with its count of validation runs), each
     training report (``reports/<spec>/<model>-v<N>.html``) and each walk-forward's metrics CSV and figures
-    (``reports/<symbol>/walkforward_metrics.csv``, ``fold_*.png``)."""
+    (``reports/<symbol>/walkforward_metrics.csv``, ``fold_*.png``) and the real-data evaluation
+    (``evaluate/report.html``)."""
     var_dir = var_dir.resolve()
     found: list[Report] = []
     index = var_dir / DATA_DOCS / "index.html"
@@ -47,4 +50,9 @@ def find_reports(var_dir: Path) -> list[Report]:
         figures = len(list(csv.parent.glob("fold_*.png")))
         name = f"{csv.parent.name} metrics and {figures} figures (fold_*.png beside it)"
         found.append(Report("walk-forward", name, csv, _written(csv)))
+    evaluation = var_dir / EVALUATION / "report.html"
+    if evaluation.is_file():
+        found.append(
+            Report("evaluation", "agent on real KRX bars (krx evaluate)", evaluation, _written(evaluation))
+        )
     return found

@@ -143,8 +143,9 @@ def score(
     if metrics.empty:
         return dict.fromkeys(HEADLINE, math.nan), {}
     agent, bh = _per_fold(metrics)
-    by_fold = agent.groupby(["symbol", "year"])[["sharpe", "max_drawdown"]].mean().join(bh, rsuffix="_bh")
-    pairs = agent.join(bh, on=["symbol", "year"], rsuffix="_bh")
+    by_fold = agent.groupby(["symbol", "year"])[["sharpe", "max_drawdown"]].mean()
+    by_fold = by_fold.merge(bh, left_index=True, right_index=True, how="left", suffixes=("", "_bh"))
+    pairs = agent.merge(bh, left_on=["symbol", "year"], right_index=True, how="left", suffixes=("", "_bh"))
     diffs = (pairs["sharpe"] - pairs["sharpe_bh"]).to_numpy()
     labels = (pairs["symbol"] + ":" + pairs["year"].astype(str)).to_numpy()
     ensemble, seed_returns = _ensemble_returns(returns, config.seeds)
@@ -252,7 +253,8 @@ def render_html(evaluation: AgentEvaluation) -> str:
         f"<style>{_CSS}</style></head><body><h1>Agent evaluation on real KRX bars</h1>"
         f"<h2>Headline</h2><table>{rows}</table>{gap}"
         f"<h2>Test Sharpe per instrument and year</h2>{_sharpe_figure(evaluation)}"
-        f"<h2>Per instrument and year (seeds averaged)</h2>{table.to_html(float_format=lambda x: f'{x:.3f}')}"
+        "<h2>Per instrument and year (seeds averaged)</h2>"
+        f"<div style='overflow-x:auto'>{table.to_html(float_format=lambda x: f'{x:.3f}')}</div>"
         f"<h2>Configuration</h2><pre>{cfg}</pre></body></html>"
     )
 

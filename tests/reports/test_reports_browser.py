@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.backtest.evaluation import AgentEvaluation, AgentEvaluationConfig, render_html, score
 from pipeline.registry.report import ReportData, render_report
 from pipeline.registry.statistics import training_statistics
 from tests.registry.factories import wf_rows
@@ -218,4 +219,47 @@ def test_the_training_report_shows_its_tables_and_figures(browser: Any, tmp_path
         rows >= 2 for rows in tables
     )  # facts, val, test, gate, CI, trials, regimes
     assert "Agent vs baselines" in headings and "Promotion gate" in headings
+    assert broken_images(browser) == [] and errors(browser) == []
+
+
+def test_the_evaluation_report_shows_its_headline_figure_and_tables(browser: Any, tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    config = AgentEvaluationConfig(seeds=(0, 1))
+    rows = [
+        {"split": "test", "strategy": strategy, "symbol": symbol, "year": year, "seed": seed}
+        | {"sharpe": rng.normal(), "total_return": 0.1, "max_drawdown": 0.2, "turnover": 3.0}
+        for symbol in ("091160", "229200")
+        for year in (2018, 2019)
+        for strategy, seeds in (("agent", (0, 1)), ("buy_and_hold", (0,)), ("momentum", (0,)))
+        for seed in seeds
+    ]
+    metrics = pd.DataFrame(rows)
+    returns = {
+        (s, y, seed): rng.normal(0, 0.01, 240)
+        for s in ("091160", "229200")
+        for y in (2018, 2019)
+        for seed in (0, 1)
+    }
+    evaluation = AgentEvaluation(config=config, metrics=metrics, agent_returns=returns)
+    evaluation.headline, evaluation.details = score(metrics, returns, config)
+    page = tmp_path / "report.html"
+    page.write_text(render_html(evaluation), encoding="utf-8")
+    open_page(browser, page)
+    widths = wait_for(
+        browser,
+        lambda d: d.execute_script(
+            "const i = [...document.images]; return i.every(x => x.complete) && i.map(x => x.naturalWidth);"
+        ),
+        "the evaluation's Sharpe figure",
+    )
+    headline = browser.execute_script(
+        "return [...document.querySelectorAll('table')[0].rows]"
+        ".map(r => [r.cells[0].innerText, r.cells[1].innerText]);"
+    )
+    per_fold = browser.execute_script("return document.querySelectorAll('table')[1].tBodies[0].rows.length;")
+    screenshot(browser, "evaluation_report")
+    assert widths and all(w > 0 for w in widths)
+    assert [name for name, _ in headline][:3] == ["folds_beat_bh", "pairs_beat_bh", "mdd_not_worse"]
+    assert all(value.replace(".", "", 1).lstrip("-").isdigit() for _, value in headline)
+    assert per_fold == 4  # two funds x two years
     assert broken_images(browser) == [] and errors(browser) == []

@@ -18,7 +18,9 @@ def _write(path: Path, text: str = "x") -> Path:
     return path
 
 
-def test_reports_lists_data_docs_training_reports_and_walk_forwards(isolated_settings: Path) -> None:
+def test_reports_lists_data_docs_training_reports_walk_forwards_and_the_evaluation(
+    isolated_settings: Path,
+) -> None:
     empty = runner.invoke(app, ["reports"], terminal_width=200)
     assert empty.exit_code == 0 and "no reports written yet" in empty.output
     index = _write(isolated_settings / "data_docs" / "index.html")
@@ -27,12 +29,14 @@ def test_reports_lists_data_docs_training_reports_and_walk_forwards(isolated_set
     training = _write(isolated_settings / "reports" / "kospi200f-1d" / "krx-a3c-kospi200f-1d-v3.html")
     metrics = _write(isolated_settings / "reports" / "KOSPI200F" / "walkforward_metrics.csv")
     _write(isolated_settings / "reports" / "KOSPI200F" / "fold_0_test.png")
+    evaluation = _write(isolated_settings / "evaluate" / "report.html")
 
     listed = json.loads(runner.invoke(app, ["reports", "--json"]).output)
     assert [(r["kind"], r["path"]) for r in listed] == [
         ("data docs", str(index.resolve())),
         ("training", str(training.resolve())),
         ("walk-forward", str(metrics.resolve())),
+        ("evaluation", str(evaluation.resolve())),
     ]
     assert "2 validation runs" in listed[0]["name"] and "1 figures" in listed[2]["name"]
     table = runner.invoke(app, ["reports"], terminal_width=250)

@@ -305,7 +305,7 @@ def evaluate(
     seeds: Annotated[int, typer.Option(min=1, help="Agent seeds per (instrument, year).")] = 5,
     steps: Annotated[
         int, typer.Option(min=100, help="Training env steps per (instrument, year, seed).")
-    ] = 60_000,
+    ] = 20_000,
     configurations: Annotated[
         int, typer.Option(min=1, help="Configurations tried so far (trials counted in the deflated Sharpe).")
     ] = 1,

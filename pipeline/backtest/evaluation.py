@@ -58,7 +58,7 @@ class AgentEvaluationConfig:
     """Bars left out between train and validation and between validation and test."""
     min_train_size: int = 500
     """A test year needs at least this many training bars before it."""
-    total_steps: int = 60_000
+    total_steps: int = 20_000
     """Training budget (env steps) of each (instrument, fold, seed)."""
     levels: tuple[float, ...] = (0.0, 0.5, 1.0)
     """Position levels (fractions of equity, long/flat: the data are ETFs in a cash account)."""

@@ -26,7 +26,7 @@ DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "krx"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one ETF, one year, 2 seeds (CI smoke run)")
-    parser.add_argument("--steps", type=int, default=60_000, help="training steps per (ETF, year, seed)")
+    parser.add_argument("--steps", type=int, default=20_000, help="training steps per (ETF, year, seed)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--symbols", default="", help="comma-separated subset of the shared ETFs")
     args = parser.parse_args()

@@ -9,12 +9,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from pipeline.registry.pyfunc import to_model_input
 from serving.champions import Served
 from serving.schemas import PredictRequest, PredictResponse, field_error
 
+_OHLCV = ("open", "high", "low", "close", "volume")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -23,28 +25,29 @@ class NotServed(RuntimeError):
     """A request for a spec whose champion is not loaded (yet): the service answers 503."""
 
 
-def _frame(request: PredictRequest, key: str) -> pd.DataFrame:
-    bars = request.bars
+def _model_input(requests: list[PredictRequest]) -> pd.DataFrame:
+    """The pyfunc's input for every request's window at once (``symbol`` = the request's position in the
+    call), built column by column: one frame per call, not one per window."""
+    lengths = [len(r.bars) for r in requests]
+    bars = [b for r in requests for b in r.bars]
     window = pd.DataFrame(
         {
-            "ts": [b.ts for b in bars],
-            "open": [b.open for b in bars],
-            "high": [b.high for b in bars],
-            "low": [b.low for b in bars],
-            "close": [b.close for b in bars],
-            "volume": [b.volume for b in bars],
+            "ts": pd.DatetimeIndex([b.ts for b in bars]),
+            **{k: np.fromiter((getattr(b, k) for b in bars), np.float64, len(bars)) for k in _OHLCV},
         }
     )
-    frame = to_model_input(window, symbol=key, position=request.position)
-    if request.entry_price is not None:
-        frame["entry_price"] = request.entry_price
+    frame = to_model_input(window)
+    frame["symbol"] = np.repeat([str(i) for i in range(len(requests))], lengths)
+    for column in ("position", "entry_price"):
+        given = [getattr(r, column) for r in requests]
+        if any(v is not None for v in given):  # a missing value: the pyfunc's default for that window
+            frame[column] = np.repeat([np.nan if v is None else float(v) for v in given], lengths)
     return frame
 
 
 def _decide_spec(served: Served, requests: list[PredictRequest]) -> list[PredictResponse]:
-    frames = [_frame(r, str(i)) for i, r in enumerate(requests)]
     try:
-        out = served.model.predict(pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0])
+        out = served.model.predict(_model_input(requests))
     except ValueError as exc:  # e.g. a window the model swapped in meanwhile finds too short
         raise field_error(("bars",), "window_rejected", f"{served.name} v{served.version}: {exc}") from None
     rows = {str(row["symbol"]): row for row in out.to_dict("records")}

@@ -12,7 +12,6 @@ from typing import Generic, TypeVar
 import numpy as np
 import pandas as pd
 
-from pipeline.registry.pyfunc import to_model_input
 from serving.champions import Served
 from serving.schemas import PredictRequest, PredictResponse, field_error
 
@@ -26,23 +25,22 @@ class NotServed(RuntimeError):
 
 
 def _model_input(requests: list[PredictRequest]) -> pd.DataFrame:
-    """The pyfunc's input for every request's window at once (``symbol`` = the request's position in the
-    call), built column by column: one frame per call, not one per window."""
+    """The pyfunc's input (``pipeline.registry.pyfunc.model_signature``) for every request's window at once:
+    ``ts`` naive KST (the schema made it so), float OHLCV, ``symbol`` = the request's position in the call,
+    ``position`` / ``entry_price`` where any request gives one (NaN: the pyfunc's default). One frame per
+    call, built from arrays."""
     lengths = [len(r.bars) for r in requests]
     bars = [b for r in requests for b in r.bars]
-    window = pd.DataFrame(
-        {
-            "ts": pd.DatetimeIndex([b.ts for b in bars]),
-            **{k: np.fromiter((getattr(b, k) for b in bars), np.float64, len(bars)) for k in _OHLCV},
-        }
-    )
-    frame = to_model_input(window)
-    frame["symbol"] = np.repeat([str(i) for i in range(len(requests))], lengths)
+    n = len(bars)
+    columns: dict[str, np.ndarray] = {"ts": np.array([b.ts for b in bars], dtype="datetime64[ns]")}
+    for k in _OHLCV:
+        columns[k] = np.fromiter((getattr(b, k) for b in bars), np.float64, n)
+    columns["symbol"] = np.repeat(np.array([str(i) for i in range(len(requests))], dtype=object), lengths)
     for column in ("position", "entry_price"):
         given = [getattr(r, column) for r in requests]
-        if any(v is not None for v in given):  # a missing value: the pyfunc's default for that window
-            frame[column] = np.repeat([np.nan if v is None else float(v) for v in given], lengths)
-    return frame
+        if any(v is not None for v in given):
+            columns[column] = np.repeat([np.nan if v is None else float(v) for v in given], lengths)
+    return pd.DataFrame(columns)
 
 
 def _decide_spec(served: Served, requests: list[PredictRequest]) -> list[PredictResponse]:

@@ -61,8 +61,9 @@ def main() -> None:
     print(json.dumps(figures))
 
 
-def registered_agent() -> tuple[Any, Any, pd.DataFrame]:
-    """Train a small agent, register it, load it back by ``@champion``: (agent, pyfunc, bars)."""
+def registered_agent(steps: int = 2_000) -> tuple[Any, Any, pd.DataFrame]:
+    """Train a small agent (``steps`` env steps), register it as ``champion``, load it back by that alias:
+    (agent, pyfunc, bars)."""
     from pipeline.config import get_settings
     from pipeline.registry.promotion import CHAMPION
     from pipeline.registry.pyfunc import load_pyfunc
@@ -74,7 +75,7 @@ def registered_agent() -> tuple[Any, Any, pd.DataFrame]:
 
     spec = resolve_spec(
         "kospi200f-1d",
-        params={"mode": "sync", "n_workers": 1, "total_steps": 2_000, "seeds": [0], "n_folds": 1},
+        params={"mode": "sync", "n_workers": 1, "total_steps": steps, "seeds": [0], "n_folds": 1},
     )
     bars = regime_switching_bars(1_500, seed=5)[["open", "high", "low", "close", "volume"]]
     bars.index = bars.index.tz_localize("Asia/Seoul").rename("ts")

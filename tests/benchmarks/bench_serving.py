@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.benchmarks.bench_pyfunc import percentiles
+from tests.benchmarks.bench_pyfunc import percentiles, registered_agent
 
 WINDOW = 250
 CONCURRENCY = 32
@@ -46,29 +46,6 @@ def main() -> None:
         os.environ["KRX_VAR_DIR"] = str(Path(tmp) / "var")  # a throwaway MLflow store, before settings
         figures = run(args.requests, args.batch, steps, Path(tmp))
     print(json.dumps(figures))
-
-
-def register_champion(steps: int) -> tuple[Any, Any]:
-    """Train a small agent, register it as champion; (its pyfunc loaded by alias, the bars)."""
-    from pipeline.config import get_settings
-    from pipeline.registry.promotion import CHAMPION
-    from pipeline.registry.pyfunc import load_pyfunc
-    from pipeline.registry.register import register_agent
-    from pipeline.registry.specs import resolve_spec
-    from pipeline.registry.tracking import Tracker
-    from pipeline.rl.synthetic import regime_switching_bars
-    from pipeline.rl.train import train
-
-    params = {"mode": "sync", "n_workers": 1, "total_steps": steps, "seeds": [0], "n_folds": 1}
-    spec = resolve_spec("kospi200f-1d", params=params)
-    bars = regime_switching_bars(1_500, seed=5)[["open", "high", "low", "close", "volume"]]
-    bars.index = bars.index.tz_localize("Asia/Seoul").rename("ts")
-    agent = train(spec.train_config(0), bars.iloc[:800]).agent
-    tracker = Tracker(get_settings())
-    version = register_agent(agent, spec, tracker)
-    tracker.client.set_registered_model_alias(spec.registered_model_name, CHAMPION, version)
-    print(f"registered {spec.registered_model_name} v{version} as {CHAMPION}", flush=True)
-    return load_pyfunc(spec.registered_model_name, CHAMPION, tracker.client), bars
 
 
 def start_server(tmp: Path) -> tuple[str, subprocess.Popen[bytes]]:
@@ -140,7 +117,7 @@ def run(n: int, k: int, steps: int, tmp: Path) -> dict[str, float | int | bool]:
 
     from pipeline.registry.pyfunc import to_model_input
 
-    model, bars = register_champion(steps)
+    _, model, bars = registered_agent(steps)
     starts = np.linspace(0, len(bars) - WINDOW, max(n, k)).astype(int)
     windows = [bars.iloc[s : s + WINDOW] for s in starts]
     bodies = [body(w) for w in windows]

@@ -22,6 +22,7 @@ from pipeline.cli_model import mlflow_app, model_app
 from pipeline.config import get_settings, mask_url
 from pipeline.kis.cli import sim
 from pipeline.market import TZ_NAME
+from pipeline.trading.cli import trading_app
 
 if TYPE_CHECKING:
     pass
@@ -35,6 +36,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.add_typer(mlflow_app, name="mlflow")
+app.add_typer(trading_app, name="trading")
 
 console = Console()
 

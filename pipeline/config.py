@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     sim_initial_cash: int = Field(100_000_000, gt=0)
     """Simulator: cash (KRW) credited to an account the first time it is used."""
 
+    sim_open_grace_s: float = Field(0.0, ge=0, le=59)
+    """A market order placed at most this many seconds into a minute bar fills at that bar's open (the
+    trading job's decide-at-close, fill-at-next-open rule); later ones fill at the next bar's open."""
+
     # --- universe --------------------------------------------------------------------------
     stock_symbols: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["005930", "000660", "035420", "005380", "051910"]
@@ -228,10 +232,70 @@ class Settings(BaseSettings):
     serving_max_batch: int = Field(512, ge=1)
     """Most windows one ``/predict_batch`` call (and one adaptive batch) may carry."""
 
+    # --- trading ---------------------------------------------------------------------------
+    trading_mode: Literal["sim", "vts", "real", "dry-run"] = "sim"
+    """Broker of the trading job: ``sim`` (the local KIS simulator), ``vts`` (KIS paper trading), ``real``
+    (refuses to start without ``KRX_TRADING_REAL_OPT_IN`` and hard caps in ``KRX_TRADING_RISK``) or
+    ``dry-run`` (decides and records the order it would send; sends nothing)."""
+
+    trading_real_opt_in: bool = False
+    """Explicit opt-in to trade real money (mode ``real``)."""
+
+    trading_account: str = Field("main", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    """Alias of the account in the store and in logs (never the account number)."""
+
+    trading_specs: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["kospi200f-1d"])
+    """Model specs the trading job trades (comma list or JSON list); each asks the served ``champion``."""
+
+    trading_server_url: str | None = None
+    """Base URL of the model server (default ``http://KRX_SERVING_HOST:KRX_SERVING_PORT``); the request
+    carries ``KRX_SERVING_API_KEY`` when it is set."""
+
+    trading_server_timeout_s: float = Field(5.0, gt=0)
+    """Seconds to wait for the model server's answer (no answer: no new risk)."""
+
+    trading_daily_history_days: int = Field(600, ge=30)
+    """Calendar days of daily bars sent with each decision of a daily spec (features and the agent's
+    memory warm up on them)."""
+
+    trading_minute_sessions: int = Field(1, ge=1, le=5)
+    """Sessions of 1-minute bars sent with each decision of a 1-minute spec. 1: the intraday model's
+    context is today's session (its first decision comes once features and window have warmed up), which
+    makes live decisions equal the backtest's over the same session."""
+
+    trading_order_type: Literal["market", "limit"] = "market"
+    """Order type sent: ``market`` matches the backtest's fill (next bar's open); ``limit`` prices
+    ``KRX_TRADING_LIMIT_OFFSET_TICKS`` ticks through the decision price."""
+
+    trading_limit_offset_ticks: int = Field(2, ge=0)
+    """Ticks above (buys) or below (sells) the decision price of a limit order."""
+
+    trading_cancel_after_s: float = Field(120.0, gt=0)
+    """Seconds after which the unfilled rest of an order is cancelled."""
+
+    trading_resolve_window_s: float = Field(300.0, gt=0)
+    """Seconds around an order intent within which a broker order of the same symbol, side and quantity is
+    taken to be it, when an outcome is unknown (a crash, a lost response)."""
+
+    trading_reconcile_halt_runs: int = Field(3, ge=1)
+    """Consecutive runs with a difference between the broker and the store that engage the kill switch."""
+
+    trading_on_model_failure: Literal["hold", "flatten"] = "hold"
+    """No model answer or a non-finite one: ``hold`` the position or ``flatten`` it (no new risk either
+    way)."""
+
+    trading_flatten_before_close_min: int | None = Field(5, ge=0)
+    """Intraday (1-minute) specs close their position this many minutes before the session ends; unset:
+    hold overnight."""
+
+    trading_risk: dict[str, Any] = Field(default_factory=dict)
+    """JSON overrides of the risk limits (``pipeline.trading.risk.RiskLimits``), e.g.
+    ``{"max_order_quantity": 5, "daily_loss_limit": 3000000}``."""
+
     log_level: str = "INFO"
     """Log level of the ``krx`` CLI and pipeline code."""
 
-    @field_validator("serving_specs", mode="before")
+    @field_validator("serving_specs", "trading_specs", mode="before")
     @classmethod
     def _split_specs(cls, value: Any) -> Any:
         if isinstance(value, str):

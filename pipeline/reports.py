@@ -19,7 +19,7 @@ class Report:
 
     kind: str
     """``data docs`` (GX validation runs), ``training`` (a registered model version), ``walk-forward``,
-    ``evaluation`` (``krx evaluate`` on real KRX bars)."""
+    ``evaluation`` (``krx evaluate`` on real KRX bars), ``trading`` (an end-of-day report)."""
     name: str
     path: Path
     written: dt.datetime
@@ -32,7 +32,8 @@ def _written(path: Path) -> dt.datetime:
 def find_reports(var_dir: Path) -> list[Report]:
     """Every report under ``var_dir``: the Data Docs index (with its count of validation runs), each
     training report (``reports/<spec>/<model>-v<N>.html``) and each walk-forward's metrics CSV and figures
-    (``reports/<symbol>/walkforward_metrics.csv``, ``fold_*.png``) and the real-data evaluation
+    (``reports/<symbol>/walkforward_metrics.csv``, ``fold_*.png``), the trading end-of-day reports
+    (``reports/trading/<day>/eod-<account>-<day>.html``) and the real-data evaluation
     (``evaluate/report.html``)."""
     var_dir = var_dir.resolve()
     found: list[Report] = []
@@ -50,6 +51,8 @@ def find_reports(var_dir: Path) -> list[Report]:
         figures = len(list(csv.parent.glob("fold_*.png")))
         name = f"{csv.parent.name} metrics and {figures} figures (fold_*.png beside it)"
         found.append(Report("walk-forward", name, csv, _written(csv)))
+    for html in sorted((var_dir / REPORTS / "trading").glob("*/eod-*.html")):
+        found.append(Report("trading", f"end of day {html.stem.removeprefix('eod-')}", html, _written(html)))
     evaluation = var_dir / EVALUATION / "report.html"
     if evaluation.is_file():
         found.append(

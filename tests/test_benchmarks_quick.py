@@ -35,6 +35,14 @@ REQUIRED_KEYS = {
         "inproc_ms",
         "overhead_ratio",
     },
+    "bench_trading.py": {
+        "p50_ms_1",
+        "p99_ms_1",
+        "p99_ms_20",
+        "run_wall_s_20_p50",
+        "run_wall_s_20_p99",
+        "ratio_to_bare_order",
+    },
 }
 
 

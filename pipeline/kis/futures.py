@@ -108,13 +108,13 @@ class FuturesApi(KisSession):
         self, org_no: str, order_no: str, qty: int, price: float | None, all_qty: bool = False
     ) -> OrderAck:
         """Modify the unfilled part of a futures order (RVSE_CNCL_DVSN_CD 01)."""
-        return self._revise(org_no, order_no, "01", qty, price, all_qty)
+        return self._futures_revise(org_no, order_no, "01", qty, price, all_qty)
 
     def futures_cancel(self, org_no: str, order_no: str) -> OrderAck:
         """Cancel everything unfilled: ORD_QTY 0, UNIT_PRICE 0, RMN_QTY_YN Y (spec §6)."""
-        return self._revise(org_no, order_no, "02", 0, None, True)
+        return self._futures_revise(org_no, order_no, "02", 0, None, True)
 
-    def _revise(
+    def _futures_revise(
         self, org_no: str, order_no: str, kind: str, qty: int, price: float | None, all_qty: bool
     ) -> OrderAck:
         cano, prdt = self.config.accounts(futures=True)

@@ -123,13 +123,13 @@ class StockApi(KisSession):
         self, org_no: str, order_no: str, qty: int, price: float | None, all_qty: bool = False
     ) -> OrderAck:
         """Modify the unfilled part of an order (RVSE_CNCL_DVSN_CD 01)."""
-        return self._revise(org_no, order_no, "01", qty, price, all_qty)
+        return self._stock_revise(org_no, order_no, "01", qty, price, all_qty)
 
     def stock_cancel(self, org_no: str, order_no: str, qty: int = 0, all_qty: bool = True) -> OrderAck:
         """Cancel an order's unfilled quantity (RVSE_CNCL_DVSN_CD 02); filled shares stay filled."""
-        return self._revise(org_no, order_no, "02", qty, None, all_qty)
+        return self._stock_revise(org_no, order_no, "02", qty, None, all_qty)
 
-    def _revise(
+    def _stock_revise(
         self, org_no: str, order_no: str, kind: str, qty: int, price: float | None, all_qty: bool
     ) -> OrderAck:
         cano, prdt = self.config.accounts(futures=False)

@@ -134,18 +134,28 @@ orders = sa.Table(
     "orders",
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("client_order_id", sa.String(64), nullable=False, unique=True),  # idempotency key
+    # Idempotency key, a hash of (account, symbol, decision bar, side): committed before any HTTP call.
+    sa.Column("client_order_id", sa.String(64), nullable=False, unique=True),
     sa.Column("account", sa.String(32), nullable=False),  # an alias, never the account number
-    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("spec", sa.String(64)),  # model spec whose decision this order carries out
+    sa.Column(
+        "symbol", sa.String(32), nullable=False
+    ),  # what the broker trades (a contract code for futures)
     sa.Column("side", sa.String(4), nullable=False),  # buy | sell
     sa.Column("quantity", sa.BigInteger, nullable=False),
     sa.Column("order_type", sa.String(8), nullable=False),  # market | limit
     sa.Column("limit_price", sa.Float),
-    sa.Column("status", sa.String(16), nullable=False),  # intent | sent | acked | partial | filled | ...
+    # intent | sent | partial | filled | cancelled | rejected | expired (pipeline.trading.orders)
+    sa.Column("status", sa.String(16), nullable=False),
     sa.Column("broker_order_no", sa.String(32)),
+    sa.Column("filled_quantity", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("avg_fill_price", sa.Float),
+    _ts("decision_ts"),  # start of the bar whose close the decision saw
+    sa.Column("decision_price", sa.Float),  # that bar's close: slippage is measured against it
     sa.Column("mode", sa.String(8), nullable=False),  # sim | vts | real | dry
     sa.Column("reason", sa.Text),
     _ts("created_at", nullable=False, default=_now),
+    _ts("sent_at"),
     _ts("updated_at", nullable=False, default=_now, onupdate=_now),
     sa.CheckConstraint("quantity > 0", name="quantity_positive"),
     sa.CheckConstraint("side IN ('buy', 'sell')", name="side_valid"),
@@ -156,6 +166,7 @@ fills = sa.Table(
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("order_id", sa.BigInteger, sa.ForeignKey("orders.id"), nullable=False),
+    # <broker order no>:<cumulative filled quantity after this fill>: a fill seen twice is stored once.
     sa.Column("broker_fill_id", sa.String(64), nullable=False),
     sa.Column("symbol", sa.String(32), nullable=False),
     sa.Column("side", sa.String(4), nullable=False),
@@ -165,6 +176,56 @@ fills = sa.Table(
     sa.Column("tax", sa.Float, nullable=False, server_default="0"),
     _ts("ts", nullable=False),
     sa.UniqueConstraint("order_id", "broker_fill_id"),
+)
+
+# One row per (account, spec, symbol, decision bar): what the model said and what became of it. A rerun of
+# the same bar finds its row and decides nothing twice.
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    sa.Column("account", sa.String(32), primary_key=True),
+    sa.Column("spec", sa.String(64), primary_key=True),
+    sa.Column("symbol", sa.String(32), primary_key=True),  # the spec's symbol (KOSPI200F, 005930, ...)
+    _ts("bar_ts", primary_key=True),  # start of the bar the decision saw close
+    sa.Column("instrument", sa.String(32), nullable=False),  # what is traded (the front contract for futures)
+    sa.Column("model_version", sa.String(64)),
+    sa.Column("action", sa.Integer),
+    sa.Column("target_level", sa.Float),
+    sa.Column("price", sa.Float, nullable=False),  # the bar's close
+    sa.Column("position_before", sa.BigInteger, nullable=False),
+    sa.Column("target_quantity", sa.BigInteger),
+    sa.Column("client_order_id", sa.String(64)),
+    sa.Column("outcome", sa.String(16), nullable=False),  # order | hold | rejected | no_model | dry
+    sa.Column("reason", sa.Text),
+    _ts("decided_at", nullable=False, default=_now),
+)
+
+# Everything the trading job refused, found or changed, with its reason: risk rejections, reconciliation
+# differences, orders resolved after a crash, halts and resumes.
+trading_events = sa.Table(
+    "trading_events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    _ts("ts", nullable=False, default=_now),
+    sa.Column("account", sa.String(32), nullable=False),
+    sa.Column("kind", sa.String(24), nullable=False),
+    sa.Column("symbol", sa.String(32)),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("detail", sa.JSON),
+)
+sa.Index("ix_trading_events_account_ts", trading_events.c.account, trading_events.c.ts)
+
+# The kill switch and the reconciliation streak, per account: survives restarts because it is data.
+trading_state = sa.Table(
+    "trading_state",
+    metadata,
+    sa.Column("account", sa.String(32), primary_key=True),
+    sa.Column("halted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("halt_reason", sa.Text),
+    _ts("halted_at"),
+    sa.Column("halted_by", sa.String(64)),
+    sa.Column("mismatch_runs", sa.Integer, nullable=False, server_default="0"),
+    _ts("updated_at", nullable=False, default=_now, onupdate=_now),
 )
 
 positions = sa.Table(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from pipeline.config import Settings
@@ -15,7 +14,7 @@ from pipeline.registry.tracking import Tracker
 from pipeline.rl.train import train
 from pipeline.serving_support import required_bars
 from tests.registry.factories import market_bars, tiny_spec
-from tests.serving.server import API_KEY, MAX_BARS, Server, start_server, wait_for
+from tests.serving.server import API_KEY, MAX_BARS, Server, make_champion, start_server, wait_for, wait_live
 
 
 @pytest.fixture(scope="session")
@@ -40,18 +39,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         url, process, var.parent / "server.log", settings, tracker, spec, agent, bars, required_bars(agent)
     )
     try:
-
-        def live() -> bool:
-            assert process.poll() is None, f"krx serve exited:\n{srv.log_text()[-4000:]}"
-            try:
-                return srv.get("/livez").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(live, "the server's /livez", timeout_s=120)
+        wait_live(srv)
         srv.readyz_before_champion = srv.get("/readyz")
-        srv.set_champion(version)
-        wait_for(lambda: srv.get("/readyz").status_code == 200, "readiness after the champion was set")
+        make_champion(srv, version)
         yield srv
     finally:
         srv.stop()

@@ -139,3 +139,22 @@ def start_server(var_dir: Path, env: dict[str, str], log: Path) -> tuple[str, su
             start_new_session=True,
         )
     return f"http://127.0.0.1:{port}", process
+
+
+def wait_live(srv: Server) -> None:
+    """Wait until the started server answers /livez (failing with its log if the process exited)."""
+
+    def live() -> bool:
+        assert srv.process.poll() is None, f"krx serve exited:\n{srv.log_text()[-4000:]}"
+        try:
+            return srv.get("/livez").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(live, "the server's /livez", timeout_s=120)
+
+
+def make_champion(srv: Server, version: str) -> None:
+    """Move the alias to ``version`` and wait until the server is ready with it."""
+    srv.set_champion(version)
+    wait_for(lambda: srv.get("/readyz").status_code == 200, "readiness after the champion was set")

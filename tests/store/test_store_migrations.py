@@ -29,6 +29,9 @@ TABLES = {
     "positions",
     "account_snapshots",
     "futures_rolls",
+    "decisions",
+    "trading_events",
+    "trading_state",
 }
 
 

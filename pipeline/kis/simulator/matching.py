@@ -202,7 +202,10 @@ class Exchange:
         if bars is None or kind is None:
             return
         placed = datetime.fromisoformat(order.placed_at)
-        first = int((placed - bars.starts[0]).total_seconds() // 60) + 1  # the next bar after placement
+        offset = (placed - bars.starts[0]).total_seconds()
+        first = int(offset // 60) + 1  # the next bar after placement
+        if order.ord_type == "market" and offset >= 0 and offset - (first - 1) * 60 <= self.cfg.open_grace_s:
+            first -= 1  # reached the book with the minute's opening trades: fills at this bar's open
         j = max(first, int(order.last_bar) + 1 if order.last_bar else first)
         snap_prev = self.market.full_day(order.symbol, kind, self.market.previous_day(day))
         lower, upper = mg.price_limits(

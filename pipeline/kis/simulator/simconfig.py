@@ -65,6 +65,9 @@ class SimConfig:
     minute_retention_days: int = MINUTE_RETENTION_DAYS
     initial_cash: int = 100_000_000
     slippage_ticks: int = 1
+    #: A market order placed at most this many seconds after a minute bar starts fills at that bar's open
+    #: (it reached the book with the minute's opening trades); later ones fill at the next bar's open.
+    open_grace_s: float = 0.0
     #: Largest fill per bar as a fraction of the bar's volume (larger orders fill partially over bars).
     participation: float = 0.10
     stock_fee_rate: float = STOCK_FEE_RATE
@@ -102,6 +105,7 @@ class SimConfig:
             token_ttl_s=s.sim_token_ttl_s,
             rate_limit=s.sim_rate_limit,
             initial_cash=s.sim_initial_cash,
+            open_grace_s=s.sim_open_grace_s,
         )
         for name, value in overrides.items():
             if value is not None:

@@ -16,9 +16,8 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -47,11 +46,10 @@ from pipeline.trading.types import AccountState, ProposedOrder, Side
 log = logging.getLogger(__name__)
 
 
-class Decider:
-    """What the engine needs from the model server (:class:`HttpDecider` or a test double)."""
+class Decider(Protocol):
+    """What the engine needs from the model server (:class:`HttpDecider`)."""
 
-    def decide(self, requests: list[WindowRequest]) -> list[Decision | ModelUnavailable]:  # pragma: no cover
-        raise NotImplementedError
+    def decide(self, requests: list[WindowRequest]) -> list[Decision | ModelUnavailable]: ...
 
 
 @dataclass
@@ -71,7 +69,6 @@ class SymbolDecision:
     client_order_id: str | None = None
     order_status: str | None = None
     model_version: str | None = None
-    latency_ms: float | None = None
 
 
 @dataclass
@@ -570,8 +567,3 @@ def run_trading(
             broker.close()
         if own_decider and isinstance(decider, HttpDecider):
             decider.close()
-
-
-def bars_until(frame: pd.DataFrame, bar_ts: dt.datetime) -> pd.DataFrame:
-    """Bars that had closed by the decision bar's close."""
-    return frame[frame.index <= bar_ts]

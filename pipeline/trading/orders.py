@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,7 +150,7 @@ class OrderManager:
 
     def _resolve_now(self, now: dt.datetime) -> None:
         try:
-            seen = self.broker.orders_today(now.date(), _kinds_of(self.engine, self.account))
+            seen = self.broker.orders_today(now.date(), (InstrumentKind.STOCK, InstrumentKind.FUTURES))
         except KisError as exc:
             log.warning(
                 "cannot ask the broker for its orders now (%s); next run resolves", type(exc).__name__
@@ -371,12 +371,6 @@ def _multiplier(symbol: str) -> float:
     return FUTURES_MULTIPLIER if _kind(symbol) == InstrumentKind.FUTURES.value else 1.0
 
 
-def _kinds_of(engine: Engine, account: str) -> list[Any]:
-    from pipeline.market import InstrumentKind
-
-    return [InstrumentKind.STOCK, InstrumentKind.FUTURES]
-
-
 def apply_fill(
     conn: Connection, account: str, symbol: str, signed_qty: int, price: float, now: dt.datetime
 ) -> None:
@@ -413,7 +407,3 @@ def stored_positions(engine: Engine, account: str) -> dict[str, tuple[int, float
     with engine.connect() as conn:
         rows = conn.execute(sa.select(positions).where(positions.c.account == account))
         return {r.symbol: (int(r.quantity), float(r.avg_price)) for r in rows if r.quantity}
-
-
-def kinds_in(symbols: Iterable[str]) -> set[str]:
-    return {_kind(s) for s in symbols}

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml plugins/*/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint bench lock format clean web-assets mutation
+.PHONY: setup demo test lint bench lock format clean web-assets mutation up down status
 
 setup: $(STAMP)
 	@# The reports' browser assets are committed (pipeline/validation/vendor/); rebuilt from the npm lock
@@ -26,6 +26,17 @@ $(STAMP):
 
 demo: setup
 	$(BIN)/krx demo
+
+# The UIs on this machine as local processes (pid files and logs under var/stack/): Airflow, MLflow UI,
+# the model server and the KIS simulator.
+up: setup
+	$(BIN)/krx stack up
+
+down:
+	@if [ -x $(BIN)/krx ]; then $(BIN)/krx stack down; else echo "nothing to stop (no .venv)"; fi
+
+status: setup
+	$(BIN)/krx stack status
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

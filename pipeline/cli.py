@@ -22,6 +22,7 @@ from pipeline.cli_model import mlflow_app, model_app
 from pipeline.config import get_settings, mask_url
 from pipeline.kis.cli import sim
 from pipeline.market import TZ_NAME
+from pipeline.stack_cli import stack_app
 from pipeline.trading.cli import trading_app
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.add_typer(mlflow_app, name="mlflow")
 app.add_typer(trading_app, name="trading")
+app.add_typer(stack_app, name="stack")
 
 console = Console()
 
@@ -45,8 +47,9 @@ console = Console()
 def _main(
     log_level: Annotated[str | None, typer.Option(help="Log level (default: KRX_LOG_LEVEL or INFO).")] = None,
 ) -> None:
-    level = (log_level or get_settings().log_level).upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from pipeline.observability import configure_logging
+
+    configure_logging(get_settings(), level=log_level)
 
 
 @config_app.command("show")

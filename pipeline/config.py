@@ -295,6 +295,14 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     """Log level of the ``krx`` CLI and pipeline code."""
 
+    log_format: Literal["text", "json"] = "text"
+    """Log lines of the ``krx`` CLI: ``text`` for a person, ``json`` for a log shipper (one object per line
+    with ts, level, logger, message and the run's context: DAG, task, run id, account, symbol, order key)."""
+
+    metrics_pushgateway: str | None = None
+    """Prometheus Pushgateway (``host:port`` or URL) a trading run pushes its metrics to (job ``krx_trading``,
+    grouped by account). Unset: metrics only go to ``<var_dir>/metrics/trading.prom``."""
+
     @field_validator("serving_specs", "trading_specs", mode="before")
     @classmethod
     def _split_specs(cls, value: Any) -> Any:

@@ -15,12 +15,14 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pipeline import observability as obs
 from pipeline.config import Settings, get_settings
 from pipeline.kis.errors import KisError
 from pipeline.market import (
@@ -164,8 +166,20 @@ class Trader:
 
     # --- the run -----------------------------------------------------------------------------
     def run(self, now: dt.datetime | None = None) -> TradingRun:
+        # observability: the run's metrics (published at the end, even when it raises) and log context
+        with obs.trading_run(self.settings, self.account, self._halted) as metrics:
+            now = (now or self.broker.now()).astimezone(KST)
+            with obs.log_context(account=self.account, mode=self.broker.mode, run_at=now.isoformat()):
+                result = self._run(now)
+                log.info("trading run: %s", _run_outcome(result))
+            metrics.runs[_run_outcome(result)] += 1
+            return result
+
+    def _halted(self) -> bool:
+        return state.halt_state(self.engine, self.account).halted
+
+    def _run(self, now: dt.datetime) -> TradingRun:
         started = time.perf_counter()
-        now = (now or self.broker.now()).astimezone(KST)
         result = TradingRun(now, self.broker.mode, self.account)
         status = clock.should_run(now, self.kinds())
         if not status.open:
@@ -177,6 +191,7 @@ class Trader:
         acct = self.broker.account()
         rec = reconcile(self.engine, self.account, acct, now, self.settings.trading_reconcile_halt_runs)
         result.reconciliation = [str(d) for d in rec.differences]
+        obs.count_reconciliation(len(rec.differences))  # observability
         snapshot(self.engine, self.account, acct, now)
         self._check_loss(acct, now)
         halt = state.halt_state(self.engine, self.account)
@@ -198,13 +213,23 @@ class Trader:
         """Every (spec, symbol) with a newly closed bar: prepare its window, ask the model for all of them
         in one call, then act on each answer."""
         unresolved = self.orders.unresolved_symbols() | self.orders.working_symbols()
-        prepared = [self._prepare(item, now, acct, halted, unresolved) for item in self._pending(now, acct)]
+        prepared = []
+        for item in self._pending(now, acct):
+            with _symbol_context(item):  # observability
+                prepared.append(self._prepare(item, now, acct, halted, unresolved))
         windows = [(i, item["window"]) for i, item in enumerate(prepared) if "window" in item]
         answers: dict[int, Decision | ModelUnavailable] = {}
+        windows_sent = time.perf_counter()  # observability: decision latency runs from here
         if windows:
             got = self.decider.decide([w for _, w in windows])
             answers = {i: a for (i, _), a in zip(windows, got, strict=True)}
-        return [self._act(item, answers.get(i), now) for i, item in enumerate(prepared)]
+        out = []
+        for i, item in enumerate(prepared):
+            with _symbol_context(item):  # observability
+                out.append(self._act(item, answers.get(i), now))
+                if "window" in item:
+                    obs.observe_latency(time.perf_counter() - windows_sent)
+        return out
 
     def _pending(self, now: dt.datetime, acct: AccountState) -> list[dict[str, Any]]:
         """The (spec, symbol) pairs in session whose latest closed bar has no decision yet."""
@@ -256,6 +281,7 @@ class Trader:
             risk.bar_end(last, spec.interval) if last is not None else None, spec.interval, now, self.limits
         )
         if stale is not None:
+            obs.count_rejection(stale.rule)  # observability
             item["skip"] = ("rejected", stale.reason)
             return item
         item["bars"], item["close"] = bars, float(bars["close"].iloc[-1])
@@ -365,6 +391,7 @@ class Trader:
             d.reason = "; ".join(r.reason for r in rejections)
             with write_transaction(self.engine) as conn:
                 for r in rejections:
+                    obs.count_rejection(r.rule)  # observability
                     state.record_event(
                         conn,
                         self.account,
@@ -382,6 +409,14 @@ class Trader:
         d.client_order_id = key
         outcome = self.orders.send(key, order, now)
         d.order_status = outcome.status
+        log.info(  # observability
+            "decision: %s %s %d -> order %s",
+            d.outcome,
+            order.side,
+            order.quantity,
+            outcome.status,
+            extra={"client_order_id": key},
+        )
         if outcome.status == "dry":
             d.outcome = "dry"
             self._set_outcome(d)
@@ -482,6 +517,7 @@ class Trader:
 
     # --- decision rows -------------------------------------------------------------------------
     def _record(self, d: SymbolDecision, price: float, key: str | None) -> SymbolDecision:
+        log.info("decision: %s (%s)", d.outcome, d.reason)  # observability
         with write_transaction(self.engine) as conn:
             self._insert_decision(conn, d, price, key)
         return d
@@ -529,6 +565,18 @@ class Trader:
                 )
                 .values(outcome=d.outcome)
             )
+
+
+def _run_outcome(result: TradingRun) -> str:
+    """The run's outcome as counted by ``krx_trading_runs_total``."""
+    if result.skipped:
+        return "skipped"
+    return "halted" if result.halted else "traded"
+
+
+def _symbol_context(item: dict[str, Any]) -> AbstractContextManager[None]:
+    """Log context of one (spec, symbol) decision."""
+    return obs.log_context(spec=item["spec"].name, symbol=item["symbol"], instrument=item["instrument"])
 
 
 def _is_futures(symbol: str) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from pipeline import observability as obs
 from pipeline.kis.errors import KisError, KisOrderNotSentError, KisRejectedError
 from pipeline.market import KST, InstrumentKind, fee_rate, sell_tax_rate
 from pipeline.store.db import write_transaction
@@ -115,10 +116,15 @@ class OrderManager:
                 updated_at=now,
             )
         )
+        obs.count_order(INTENT)  # observability
         return key, True
 
     def send(self, key: str, order: ProposedOrder, now: dt.datetime) -> OrderOutcome:
         """Send the committed intent ``key`` (once: a key past ``intent`` is not sent again)."""
+        with obs.log_context(client_order_id=key):  # observability: the order key on every line
+            return self._send(key, order, now)
+
+    def _send(self, key: str, order: ProposedOrder, now: dt.datetime) -> OrderOutcome:
         row = self._row(key)
         if row is None:
             raise KeyError(f"no order intent {key}")
@@ -134,6 +140,7 @@ class OrderManager:
             self._update(key, status=REJECTED, reason=f"not sent: {exc}")
             return OrderOutcome(key, REJECTED, None, f"not sent: {exc}")
         except KisRejectedError as exc:
+            obs.count_rejection("broker")  # observability
             self._update(key, status=REJECTED, reason=f"rejected by the broker: {exc}")
             return OrderOutcome(key, REJECTED, None, f"rejected by the broker: {exc}")
         except KisError as exc:  # uncertain: the broker may have it; resolve by asking, never resend
@@ -188,34 +195,38 @@ class OrderManager:
         resolved = []
         candidates = [o for o in seen if not o.original_order_no and o.order_no not in linked]
         for row in pending:
-            match = self._match(row, candidates)
-            if match is not None:
-                candidates.remove(match)
-                linked.add(match.order_no)
-                self._update(
-                    row.client_order_id, status=SENT, broker_order_no=match.order_no, sent_at=match.placed_at
-                )
-                with write_transaction(self.engine) as conn:
-                    state.record_event(
-                        conn,
-                        self.account,
-                        "order_resolved",
-                        f"order {row.client_order_id} found at the broker as {match.order_no}",
-                        symbol=row.symbol,
-                        detail={"previous_status": row.status, "broker_status": match.status},
+            with obs.log_context(client_order_id=row.client_order_id, symbol=row.symbol):  # observability
+                match = self._match(row, candidates)
+                if match is not None:
+                    candidates.remove(match)
+                    linked.add(match.order_no)
+                    self._update(
+                        row.client_order_id,
+                        status=SENT,
+                        broker_order_no=match.order_no,
+                        sent_at=match.placed_at,
                     )
-                resolved.append(row.client_order_id)
-            elif row.status == INTENT:
-                why = "never reached the broker (not in its orders of the day)"
-                self._update(row.client_order_id, status=EXPIRED, reason=why)
-                with write_transaction(self.engine) as conn:
-                    state.record_event(
-                        conn,
-                        self.account,
-                        "order_expired",
-                        f"order {row.client_order_id}: {why}",
-                        symbol=row.symbol,
-                    )
+                    with write_transaction(self.engine) as conn:
+                        state.record_event(
+                            conn,
+                            self.account,
+                            "order_resolved",
+                            f"order {row.client_order_id} found at the broker as {match.order_no}",
+                            symbol=row.symbol,
+                            detail={"previous_status": row.status, "broker_status": match.status},
+                        )
+                    resolved.append(row.client_order_id)
+                elif row.status == INTENT:
+                    why = "never reached the broker (not in its orders of the day)"
+                    self._update(row.client_order_id, status=EXPIRED, reason=why)
+                    with write_transaction(self.engine) as conn:
+                        state.record_event(
+                            conn,
+                            self.account,
+                            "order_expired",
+                            f"order {row.client_order_id}: {why}",
+                            symbol=row.symbol,
+                        )
         return resolved
 
     def _match(self, row: Any, candidates: list[BrokerOrder]) -> BrokerOrder | None:
@@ -246,18 +257,19 @@ class OrderManager:
             ).all()
         new_fills = 0
         for row in working:
-            got = by_no.get(row.broker_order_no or "")
-            if got is None:
-                if row.created_at.astimezone(KST).date() < now.astimezone(KST).date():
-                    self._update(
-                        row.client_order_id, status=EXPIRED, reason="the day ended with the order open"
-                    )
-                continue
-            new_fills += self._apply(row, got, now)
-            if got.status == "open" and row.sent_at is not None:
-                age = (now - row.sent_at).total_seconds()
-                if age >= self.cancel_after_s:
-                    self._cancel(row, got, now)
+            with obs.log_context(client_order_id=row.client_order_id, symbol=row.symbol):  # observability
+                got = by_no.get(row.broker_order_no or "")
+                if got is None:
+                    if row.created_at.astimezone(KST).date() < now.astimezone(KST).date():
+                        self._update(
+                            row.client_order_id, status=EXPIRED, reason="the day ended with the order open"
+                        )
+                    continue
+                new_fills += self._apply(row, got, now)
+                if got.status == "open" and row.sent_at is not None:
+                    age = (now - row.sent_at).total_seconds()
+                    if age >= self.cancel_after_s:
+                        self._cancel(row, got, now)
         return new_fills
 
     def _apply(self, row: Any, got: BrokerOrder, now: dt.datetime) -> int:
@@ -273,6 +285,10 @@ class OrderManager:
         else:
             status = PARTIAL if filled > 0 else SENT
         delta = filled - before
+        if status != row.status:  # observability
+            obs.count_order(status)
+            if status == REJECTED:
+                obs.count_rejection("broker")
         with write_transaction(self.engine) as conn:
             if delta > 0:
                 old_avg = float(row.avg_fill_price or 0.0)
@@ -331,6 +347,8 @@ class OrderManager:
 
     def _update(self, key: str, **values: Any) -> None:
         values.setdefault("updated_at", dt.datetime.now(dt.UTC))
+        if "status" in values:  # observability: every caller passes a status only when it changes
+            obs.count_order(values["status"])
         with write_transaction(self.engine) as conn:
             conn.execute(orders.update().where(orders.c.client_order_id == key).values(**values))
 

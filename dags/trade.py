@@ -129,9 +129,11 @@ def trade() -> None:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from pipeline.config import get_settings
+        from pipeline.observability import configure_task_logging
         from pipeline.trading.engine import run_trading
 
         settings = get_settings()
+        configure_task_logging(settings)  # KRX_LOG_FORMAT=json: the trading path's lines as JSON
         apply_switch_variable(settings)
         # The engine picks the moment: the wall clock, or the simulator's clock in `sim` mode.
         result = run_trading(settings)

@@ -208,6 +208,25 @@ def configure_logging(
     return True
 
 
+def configure_task_logging(settings: Settings) -> bool:
+    """Inside a host that owns the root logger (an Airflow task): with ``log_format=json`` the ``pipeline``
+    loggers write JSON lines (context, redaction) to stdout, which the task log captures, instead of
+    propagating to the host's text handlers. Idempotent; returns whether it installed the handler."""
+    if settings.log_format != "json":
+        return False
+    logger = logging.getLogger("pipeline")
+    if any(getattr(h, "krx_handler", False) for h in logger.handlers):
+        return False
+    handler = logging.StreamHandler(sys.stdout)
+    handler.krx_handler = True  # type: ignore[attr-defined]
+    handler.addFilter(ContextFilter())
+    handler.setFormatter(JsonFormatter(Redactor(settings_secrets(settings))))
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(settings.log_level.upper())
+    return True
+
+
 # --- trading metrics -----------------------------------------------------------------------------
 
 ORDERS = "krx_trading_orders_total"

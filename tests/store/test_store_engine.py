@@ -78,7 +78,14 @@ def test_an_order_is_stored_once_per_client_order_id(store: Engine) -> None:
 
 def test_accounts_are_kept_by_an_alias_and_no_table_has_room_for_an_account_number() -> None:
     holders = {name for name, table in metadata.tables.items() if "account" in table.c}
-    assert holders == {"orders", "positions", "account_snapshots"}
+    assert holders == {
+        "orders",
+        "positions",
+        "account_snapshots",
+        "decisions",
+        "trading_events",
+        "trading_state",
+    }
     for name in holders:
         assert metadata.tables[name].c.account.type.length == 32, name  # an alias such as "main-stock"
     columns = {f"{t.name}.{c.name}" for t in metadata.tables.values() for c in t.c}

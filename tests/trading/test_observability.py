@@ -144,6 +144,30 @@ def test_no_secret_reaches_a_json_line(tmp_path: Path) -> None:
     assert "headers" in lines[2]["message"] and "***" in lines[2]["message"]
 
 
+def test_inside_an_airflow_task_the_pipeline_lines_become_json_on_stdout(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The trade DAG's task calls configure_task_logging: Airflow keeps the root logger, the pipeline's own
+    lines come out as JSON (with their context) on the stdout the task log captures, once each."""
+    logger = logging.getLogger("pipeline")
+    assert not obs.configure_task_logging(Settings(log_format="text"))
+    try:
+        assert obs.configure_task_logging(Settings(log_format="json"))
+        assert not obs.configure_task_logging(Settings(log_format="json"))  # idempotent
+        with obs.log_context(symbol="KOSPI200F", client_order_id="kabc"):
+            logging.getLogger("pipeline.trading.orders").warning("order outcome unknown")
+        out = capsys.readouterr().out.strip().splitlines()
+        assert len(out) == 1
+        line = json.loads(out[0])
+        assert line["message"] == "order outcome unknown" and line["level"] == "WARNING"
+        assert line["symbol"] == "KOSPI200F" and line["client_order_id"] == "kabc"
+    finally:
+        for handler in [h for h in logger.handlers if getattr(h, "krx_handler", False)]:
+            logger.removeHandler(handler)
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
+
+
 # --- a trading run ---------------------------------------------------------------------------------
 
 

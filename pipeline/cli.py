@@ -369,16 +369,51 @@ def evaluate(
 
 @app.command("demo")
 def demo(
-    days: Annotated[int, typer.Option(help="Calendar days of daily history to ingest.")] = 1500,
+    days: Annotated[int, typer.Option(help="Calendar days of daily history to ingest.")] = 1100,
     seed: Annotated[int | None, typer.Option(help="Simulator market seed (default KRX_SIM_SEED).")] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="The smallest budgets (every stage still runs; for tests).")
+    ] = False,
+    minute_sessions: Annotated[
+        int | None, typer.Option(help="Past sessions of 1-minute bars to backfill (default 20; quick 12).")
+    ] = None,
     train_seconds: Annotated[
-        float, typer.Option(help="A3C training seconds per fold and seed in the walk-forward (0: skip).")
-    ] = 4.0,
+        float | None, typer.Option(help="Training seconds per seed (default 40; quick 4).")
+    ] = None,
+    seeds: Annotated[int | None, typer.Option(min=3, help="Agent seeds (at least 3; default 3).")] = None,
+    session_minutes: Annotated[
+        int | None,
+        typer.Option(min=2, help="Trade only the last N minutes of the session (default: all; quick 60)."),
+    ] = None,
+    retrain: Annotated[
+        bool, typer.Option("--retrain", help="Train a new version even if the spec has a champion.")
+    ] = False,
 ) -> None:
-    """End to end on embedded defaults: store, KIS simulator, ingest, validate, features, walk-forward."""
-    from pipeline.demo import run_demo
+    """The whole chain offline: KIS simulator, then the real DAGs with `airflow dags test` (ingest_bars,
+    validate_and_featurize, cluster_regimes, train_agent and its gate), the model server, one simulated
+    trading session and the end-of-day report; one summary at the end. Library output: var/logs/demo.log."""
+    import dataclasses
 
-    run_demo(console, days=days, seed=seed, train_seconds=train_seconds)
+    from pipeline.demo import QUICK_BUDGET, DemoBudget, DemoFailed, run_demo
+
+    base = QUICK_BUDGET if quick else DemoBudget(history_days=days)
+    changes: dict[str, object] = {"retrain": retrain}
+    if quick and days != 1100:
+        changes["history_days"] = days
+    if minute_sessions is not None:
+        changes["minute_sessions"] = minute_sessions
+    if train_seconds is not None:
+        changes["train_seconds"] = train_seconds
+    if seeds is not None:
+        changes["seeds"] = tuple(range(seeds))
+    if session_minutes is not None:
+        changes["session_minutes"] = session_minutes
+    budget = dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    try:
+        run_demo(console, budget, seed=seed)
+    except DemoFailed as exc:
+        console.print(f"[red]krx demo failed at stage {exc.stage}[/]: {exc.detail}", soft_wrap=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command("reports")

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.market import TZ_NAME
-from pipeline.validation.offline import external_asset_refs
 
 runner = CliRunner()
 
@@ -85,36 +84,6 @@ def test_import_csv_prints_a_summary_and_fails_on_unreadable_files(tmp_path: Pat
     failed = runner.invoke(app, ["data", "import-csv", str(bad)], terminal_width=200)
     assert failed.exit_code == 1
     assert "no column for" in failed.output
-
-
-@pytest.mark.slow
-def test_demo_runs_the_pipeline_end_to_end_on_embedded_defaults(isolated_settings: Path) -> None:
-    result = runner.invoke(app, ["demo", "--train-seconds", "1"], terminal_width=200)
-    assert result.exit_code == 0, result.output
-    from pipeline.store import read_bars
-    from pipeline.store.db import get_engine
-
-    daily = read_bars(interval="1d")
-    stocks = {"005930", "000660", "035420", "005380", "051910"}
-    assert stocks | {"KOSPI", "KOSDAQ", "KOSPI200", "KOSPI200F"} <= set(daily["symbol"])
-    assert 980 <= daily[daily["symbol"] == "005930"].shape[0] <= 1040  # ~1,000 KRX sessions in 1,500 days
-    assert set(read_bars(interval="1m")["symbol"]) >= {"005930", "KOSPI200F"}
-    with get_engine().connect() as conn:
-        features = conn.exec_driver_sql("SELECT count(*) FROM features").scalar_one()
-    assert features > 0
-    index = isolated_settings / "data_docs" / "index.html"
-    assert index.is_file() and "data docs: " in result.output and str(index.resolve()) in result.output
-    pages = [p for p in index.parent.rglob("*") if p.suffix in (".html", ".css")]
-    assert [r for p in pages for r in external_asset_refs(p.read_text(encoding="utf-8"))] == []  # offline
-    assert "KOSPI200F rolls" in result.output and "1d bars" in result.output
-    reports = isolated_settings / "reports" / "KOSPI200F"
-    assert sorted(p.name for p in reports.glob("*.png")) == ["fold_0_test.png", "fold_1_test.png"]
-    metrics = pd.read_csv(reports / "walkforward_metrics.csv")
-    assert {"agent", "buy_and_hold", "sma_crossover", "momentum", "random"} <= set(metrics["strategy"])
-    assert set(metrics.loc[metrics["strategy"] == "agent", "seed"]) == {0, 1, 2}
-    again = runner.invoke(app, ["demo", "--train-seconds", "0"], terminal_width=200)
-    assert again.exit_code == 0, again.output
-    assert len(read_bars(interval="1d")) == len(daily)  # rerunning the demo duplicates nothing
 
 
 def test_backtest_of_a_symbol_without_bars_is_a_clear_error(isolated_settings: Path) -> None:

@@ -16,7 +16,9 @@ previous close for the price-limit check. An event whose extra is not a window (
 skipped with its reason in the log and in the task's summary (`skipped`); the other events are validated.
 The run fails only when a window's failure rate exceeds `KRX_VALIDATION_MAX_FAILURE_RATE`; the Data Docs
 page of every run is written under `<KRX_VAR_DIR>/data_docs/` and its path is in the task log.
-Triggered by hand (no asset event), it checks the ten days up to the run's date.
+Triggered by hand (no asset event), it checks the windows given in the run's conf
+(`{"windows": [<bars event extras>]}`, e.g. `airflow dags test validate_and_featurize <day> -c '{...}'`),
+or else the ten days up to the run's date.
 """
 
 from __future__ import annotations
@@ -51,9 +53,11 @@ def validate_and_featurize() -> None:
         from pipeline.ingest.tasks import session_day
 
         events = (triggering_asset_events or {}).get(BARS, [])
+        # A run triggered by hand (or `airflow dags test -c`) may name the windows in its conf instead.
+        conf = getattr(dag_run, "conf", None) or {}
         # Asset-triggered runs have no logical date: their day is when they were queued (run_after).
         day = session_day(logical_date or dag_run.run_after)
-        return run([e.extra for e in events] or None, default_end=day)
+        return run([e.extra for e in events] or list(conf.get("windows") or []) or None, default_end=day)
 
     validate_then_featurize()
 

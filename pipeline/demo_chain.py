@@ -344,7 +344,10 @@ def _ingest(demo: Demo, day: dt.date) -> None:
 
 
 def _validate(demo: Demo, day: dt.date) -> None:
-    run = demo.dags_test("validate_and_featurize", day.isoformat())
+    # `airflow dags test` cannot carry the ingest's asset events: its windows go in the run's conf.
+    ingest = demo.results.get("ingest") or {}
+    windows = [s["window"] for s in (ingest.get("daily"), ingest.get("minutes")) if s and s.get("window")]
+    run = demo.dags_test("validate_and_featurize", day.isoformat(), {"windows": windows} if windows else None)
     (summary,) = demo.xcom(run, "validate_then_featurize")
     demo.results["quality"] = summary
     rows = sum(w["rows_in"] for w in summary["windows"])

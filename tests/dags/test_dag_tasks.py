@@ -126,6 +126,32 @@ def test_an_asset_triggered_validation_uses_run_after_and_every_event(
     assert seen == {"windows": [{"start": ""}, {"start": "2025-09-10"}], "default_end": dt.date(2025, 9, 10)}
 
 
+def test_a_validation_triggered_by_hand_takes_the_windows_of_its_conf(
+    dags: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.ingest import quality
+
+    seen: dict[str, Any] = {}
+
+    def fake(windows: Any, *, default_end: dt.date) -> dict[str, Any]:
+        seen.update(windows=windows, default_end=default_end)
+        return {"windows": [], "skipped": []}
+
+    monkeypatch.setattr(quality, "validate_and_featurize", fake)
+    task = dags["validate_and_featurize"].get_task("validate_then_featurize")
+    window = {"symbols": [], "intervals": ["1d"], "start": "2022-09-01", "end": "2025-09-10"}
+    task.python_callable(
+        triggering_asset_events={},
+        logical_date=None,
+        dag_run=SimpleNamespace(run_after=RUN_AFTER, conf={"windows": [window]}),
+    )
+    assert seen["windows"] == [window]
+    task.python_callable(
+        triggering_asset_events={}, logical_date=None, dag_run=SimpleNamespace(run_after=RUN_AFTER)
+    )
+    assert seen["windows"] is None  # no conf: the ten days up to the run's date
+
+
 def test_the_minute_task_emits_one_bars_event_covering_the_backfilled_sessions(
     dags: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_url: str
 ) -> None:

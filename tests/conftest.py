@@ -24,6 +24,10 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     for key in list(os.environ):
         if key.startswith("KRX_") and key != "KRX_TEST_PG_URL":
             monkeypatch.delenv(key)
+    # mlflow.set_tracking_uri / set_registry_uri (configure_mlflow) also write these to os.environ: a value
+    # an earlier test left there must not point this test's processes at that test's store.
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(key, raising=False)
     var = tmp_path / "var"
     monkeypatch.setenv("KRX_VAR_DIR", str(var))
     monkeypatch.chdir(tmp_path)  # a stray .env in the checkout must not leak in

@@ -167,7 +167,8 @@ def test_krx_demo_quick_runs_the_chain_and_its_outputs_agree_then_reruns(tmp_pat
     pages = [p for p in (var / "data_docs").rglob("*") if p.suffix in (".html", ".css")]
     assert pages and not [r for p in pages for r in external_asset_refs(p.read_text(encoding="utf-8"))]
     day = _traded_day(out)
-    client = MlflowClient(tracking_uri=f"sqlite:///{var / 'mlflow.db'}")
+    uri = f"sqlite:///{var / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # never a registry URI left in os.environ
     _check_ledger(var)
     version = _check_served_champion(var, client, day)
     assert re.search(rf"served version\s+│ {version}\s", out)

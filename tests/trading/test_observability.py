@@ -37,6 +37,10 @@ def json_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     path = tmp_path / "logs" / "krx.jsonl"
     root = logging.getLogger()
     level = root.level
+    # Earlier tests (the demo, the CLI) may have quietened these loggers: the test needs their INFO lines.
+    quiet = {name: logging.getLogger(name).level for name in ("httpx", "pipeline")}
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.NOTSET)
     assert obs.configure_logging(Settings(log_format="json"), path, level="INFO", force=True)
     try:
         yield path
@@ -45,6 +49,8 @@ def json_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
             root.removeHandler(handler)
             handler.close()
         root.setLevel(level)
+        for name, was in quiet.items():
+            logging.getLogger(name).setLevel(was)
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:

@@ -41,7 +41,7 @@ from pipeline.store.schema import decisions, orders
 from pipeline.trading import clock, risk, state
 from pipeline.trading.brokers import Broker, make_broker
 from pipeline.trading.decider import Decision, HttpDecider, ModelUnavailable, WindowRequest
-from pipeline.trading.orders import OrderManager
+from pipeline.trading.orders import OrderManager, multiplier_of
 from pipeline.trading.reconcile import reconcile, snapshot, start_of_day_equity
 from pipeline.trading.types import AccountState, ProposedOrder, Side
 
@@ -461,7 +461,7 @@ class Trader:
             now=now,
             orders_today=self._orders_today(now),
             positions={
-                p.symbol: (p.quantity, p.price or price, FUTURES_MULTIPLIER if _is_futures(p.symbol) else 1.0)
+                p.symbol: (p.quantity, p.price or price, multiplier_of(p.symbol))
                 for p in item["positions"].values()
             },
             price_band=self._band(item["instrument"], item["kind"]),
@@ -577,12 +577,6 @@ def _run_outcome(result: TradingRun) -> str:
 def _symbol_context(item: dict[str, Any]) -> AbstractContextManager[None]:
     """Log context of one (spec, symbol) decision."""
     return obs.log_context(spec=item["spec"].name, symbol=item["symbol"], instrument=item["instrument"])
-
-
-def _is_futures(symbol: str) -> bool:
-    from pipeline.kis.client import asset_of
-
-    return asset_of(symbol) is InstrumentKind.FUTURES
 
 
 def store_engine(settings: Settings) -> Engine:

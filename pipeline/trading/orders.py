@@ -298,7 +298,7 @@ class OrderManager:
                     sa.select(fills.c.id).where(fills.c.order_id == row.id, fills.c.broker_fill_id == fill_id)
                 ).first()
                 if exists is None:
-                    notional = price * delta * _multiplier(row.symbol)
+                    notional = price * delta * multiplier_of(row.symbol)
                     kind = _kind(row.symbol)
                     tax = notional * sell_tax_rate(kind, now.date()) if row.side == "sell" else 0.0
                     conn.execute(
@@ -383,8 +383,9 @@ def _kind(symbol: str) -> str:
     return asset_of(symbol).value
 
 
-def _multiplier(symbol: str) -> float:
-    from pipeline.market import FUTURES_MULTIPLIER, InstrumentKind
+def multiplier_of(symbol: str) -> float:
+    """Contract multiplier of a broker symbol: KOSPI200 futures contracts 250,000 KRW a point, else 1."""
+    from pipeline.market import FUTURES_MULTIPLIER
 
     return FUTURES_MULTIPLIER if _kind(symbol) == InstrumentKind.FUTURES.value else 1.0
 

@@ -104,9 +104,9 @@ def test_the_ingest_dag_closes_the_kis_client_it_opens(
     assert closed == [source.client]
 
 
-def test_an_asset_triggered_validation_uses_run_after_and_every_event(
-    dags: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def validation_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """What the validation task passed to ``pipeline.ingest.quality.validate_and_featurize`` (stubbed)."""
     from pipeline.ingest import quality
 
     seen: dict[str, Any] = {}
@@ -116,6 +116,13 @@ def test_an_asset_triggered_validation_uses_run_after_and_every_event(
         return {"windows": [], "skipped": []}
 
     monkeypatch.setattr(quality, "validate_and_featurize", fake)
+    return seen
+
+
+def test_an_asset_triggered_validation_uses_run_after_and_every_event(
+    dags: dict[str, Any], validation_calls: dict[str, Any]
+) -> None:
+    seen = validation_calls
     from krx_assets import BARS
 
     events = {BARS: [SimpleNamespace(extra={"start": ""}), SimpleNamespace(extra={"start": "2025-09-10"})]}
@@ -127,17 +134,9 @@ def test_an_asset_triggered_validation_uses_run_after_and_every_event(
 
 
 def test_a_validation_triggered_by_hand_takes_the_windows_of_its_conf(
-    dags: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    dags: dict[str, Any], validation_calls: dict[str, Any]
 ) -> None:
-    from pipeline.ingest import quality
-
-    seen: dict[str, Any] = {}
-
-    def fake(windows: Any, *, default_end: dt.date) -> dict[str, Any]:
-        seen.update(windows=windows, default_end=default_end)
-        return {"windows": [], "skipped": []}
-
-    monkeypatch.setattr(quality, "validate_and_featurize", fake)
+    seen = validation_calls
     task = dags["validate_and_featurize"].get_task("validate_then_featurize")
     window = {"symbols": [], "intervals": ["1d"], "start": "2022-09-01", "end": "2025-09-10"}
     task.python_callable(

@@ -384,7 +384,7 @@ def _kind(symbol: str) -> str:
 
 
 def multiplier_of(symbol: str) -> float:
-    """Contract multiplier of a broker symbol: KOSPI200 futures contracts 250,000 KRW a point, else 1."""
+    """Contract multiplier of a broker symbol (``pipeline.market``'s for futures contracts, else 1)."""
     from pipeline.market import FUTURES_MULTIPLIER
 
     return FUTURES_MULTIPLIER if _kind(symbol) == InstrumentKind.FUTURES.value else 1.0

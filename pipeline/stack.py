@@ -321,17 +321,34 @@ class Stack:
             say(f"{c.name}: ready at {c.url}")
 
     # --- Airflow REST -------------------------------------------------------------------------
-    def airflow_api(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
-        """One call of Airflow's public REST API (``/api/v2/<path>``) as the admin user."""
+    def airflow_api(
+        self, method: str, path: str, body: dict[str, Any] | None = None, patience_s: float = 60
+    ) -> httpx.Response:
+        """One call of Airflow's public REST API (``/api/v2/<path>``) as the admin user.
+
+        The API server shares its SQLite metadata database with the scheduler and answers 500 while
+        the file is locked, so a 5xx is asked again for up to ``patience_s``; the last answer is
+        returned whatever it is."""
         creds = self.credentials(create=False)
         if creds is None:
             raise StackError(f"no Airflow admin password under {self.airflow_home}: run `krx stack up`")
         base = self._url(self.ports.airflow)
         login = {"username": creds.username, "password": creds.password}
-        token = httpx.post(f"{base}/auth/token", json=login, timeout=30)
-        token.raise_for_status()
-        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        return httpx.request(method, f"{base}/api/v2/{path}", json=body, headers=headers, timeout=30)
+        deadline = time.monotonic() + patience_s
+        while True:
+            token = httpx.post(f"{base}/auth/token", json=login, timeout=30)
+            if token.is_success:
+                headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+                answer = httpx.request(
+                    method, f"{base}/api/v2/{path}", json=body, headers=headers, timeout=30
+                )
+                if not answer.is_server_error:
+                    return answer
+            elif not token.is_server_error:
+                token.raise_for_status()
+            if time.monotonic() > deadline:
+                return answer if token.is_success else token
+            time.sleep(2)
 
     def unpause(self, dag_ids: Iterable[str], say: Callable[[str], None], timeout_s: float = 180) -> None:
         """Unpause ``dag_ids`` once the dag-processor has stored them (as a user does in the UI)."""
@@ -346,6 +363,11 @@ class Stack:
                         f"log {self.log_file('airflow-dag-processor')}"
                     )
                 time.sleep(2)
+            if answer.is_server_error:
+                raise StackError(
+                    f"unpausing {dag_id!r}: Airflow answered {answer.status_code}; "
+                    f"log {self.log_file('airflow-api-server')}"
+                )
             answer.raise_for_status()
             say(f"airflow: {dag_id} unpaused")
 

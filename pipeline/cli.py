@@ -10,7 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -317,10 +317,24 @@ def evaluate(
     quick: Annotated[
         bool, typer.Option("--quick", help="Smoke run: 2018-2019, 2 seeds, 2,000 steps.")
     ] = False,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune", help="Choose a configuration on the validation windows only (no test year runs)."
+        ),
+    ] = False,
+    candidates: Annotated[
+        str | None, typer.Option(help="With --tune: comma-separated candidates (default: all).")
+    ] = None,
+    tuned: Annotated[
+        bool,
+        typer.Option("--tuned", help="Evaluate the configuration --tune chose, counting all its trials."),
+    ] = False,
 ) -> None:
     """Judge the agent on real KRX bars: import the CSVs into a fresh store, yearly walk-forward per
     instrument against buy-and-hold, SMA crossover, momentum and random; writes metrics.csv, summary.json
-    and report.html under KRX_VAR_DIR/evaluate."""
+    and report.html under KRX_VAR_DIR/evaluate. --tune runs the candidate configurations on the
+    validation windows only and writes tuning.json; --tuned then runs the chosen one on the test years."""
     log_file = _chatter_to_file(get_settings().var_dir / "logs" / "evaluate.log")
     console.print(f"log: {log_file}", soft_wrap=True)
     from pipeline.backtest.evaluation import (
@@ -350,6 +364,20 @@ def evaluate(
     )
     config = quick_config(config) if quick else config
     out = get_settings().var_dir / "evaluate"
+    if tune and tuned:
+        console.print("[red]error[/]: --tune chooses, --tuned evaluates the choice: give one")
+        raise typer.Exit(2)
+    if tuned:
+        from pipeline.backtest.tuning import TUNING_FILE, chosen_config
+
+        try:
+            config = chosen_config(out / TUNING_FILE, config)
+        except FileNotFoundError as exc:
+            console.print(f"[red]error[/]: {exc}", soft_wrap=True)
+            raise typer.Exit(1) from exc
+        console.print(
+            f"tuned: policy {config.policy}, {config.configurations} configurations counted", soft_wrap=True
+        )
     out.mkdir(parents=True, exist_ok=True)
     store = out / "store.db"
     store.unlink(missing_ok=True)  # a fresh store each run
@@ -359,12 +387,49 @@ def evaluate(
     console.print(
         f"walk-forward: test years {years_text}, {len(config.seeds)} seeds, {config.total_steps:,} steps"
     )
-    evaluation = evaluate_agent(bars, config, progress=lambda line: console.print(line, soft_wrap=True))
+    say = lambda line: console.print(line, soft_wrap=True)  # noqa: E731
+    if tune:
+        _tune(bars, config, candidates, out, say)
+        return
+    evaluation = evaluate_agent(bars, config, progress=say)
     written = write_outputs(evaluation, out)
     for key in HEADLINE:
         console.print(f"  {key:18} {evaluation.headline[key]:.3f}")
     for kind, path in written.items():
         console.print(f"{kind}: {path}", soft_wrap=True)
+
+
+def _tune(bars: Any, config: Any, candidates: str | None, out: Path, say: Callable[[str], None]) -> None:
+    from pipeline.backtest.tuning import CANDIDATES, tune_agent, write_tuning
+
+    names = [c.strip() for c in (candidates or ",".join(CANDIDATES)).split(",") if c.strip()]
+    try:
+        tuning = tune_agent(bars, config, names, progress=say)
+    except ValueError as exc:
+        console.print(f"[red]error[/]: {exc}", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    table = Table(
+        "candidate",
+        "policy",
+        "val folds_beat_bh",
+        "val MDD not worse",
+        "val Sharpe",
+        "B&H",
+        title="validation",
+    )
+    for t in sorted(tuning.trials, key=lambda t: t.rank_key(), reverse=True):
+        table.add_row(
+            t.candidate,
+            t.policy,
+            f"{t.folds_beat_bh:.3f}",
+            f"{t.mdd_not_worse:.3f}",
+            f"{t.mean_sharpe:.3f}",
+            f"{t.mean_sharpe_bh:.3f}",
+        )
+    console.print(table)
+    best = tuning.best
+    console.print(f"chosen: {best.candidate}/{best.policy} of {len(tuning.trials)} trials")
+    console.print(f"tuning: {write_tuning(tuning, out)}  (next: krx evaluate --tuned)", soft_wrap=True)
 
 
 @app.command("demo")

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -67,11 +67,45 @@ class AgentEvaluationConfig:
     configurations: int = 1
     """Configurations tried before this one (with their seeds they are the trials the deflated Sharpe
     counts); raise it whenever a change was chosen by looking at earlier results."""
+    drawdown_penalty: float = 0.0
+    """Training reward penalty per unit increase of drawdown (``EnvConfig.drawdown_penalty``)."""
+    volatility_penalty: float = 0.0
+    """Training reward penalty times the squared log return (``EnvConfig.volatility_penalty``)."""
+    ent_coef: float = 0.01
+    """Entropy bonus of the A3C loss (``TrainConfig.ent_coef``)."""
+    policy: Literal["agent", "ensemble"] = "agent"
+    """What the fold figures judge: ``agent``, each seed's agent on its own (seed-mean Sharpe), or
+    ``ensemble``, the seeds' agents acting as one (mean action probabilities). Both are always measured;
+    ``pairs_beat_bh`` always counts each seed's own agent."""
+    splits: tuple[str, ...] = ("val", "test")
+    """Windows run; ``("val",)`` (tuning) never runs a test year, and the figures are validation's."""
+
+    def __post_init__(self) -> None:
+        if self.policy not in ("agent", "ensemble"):
+            raise ValueError(f"policy must be 'agent' or 'ensemble', got {self.policy!r}")
+        if not self.splits or not set(self.splits) <= {"val", "test"}:
+            raise ValueError(f"splits must be 'val' and/or 'test', got {self.splits!r}")
+
+    @property
+    def scored_split(self) -> str:
+        """The split the headline is computed on: test, unless only validation is run."""
+        return "test" if "test" in self.splits else "val"
 
     def train_config(self, symbol: str) -> TrainConfig:
         """The agent's training config for ``symbol``: its instrument's costs and shorting rule."""
-        env = EnvConfig(instrument=instrument_spec(classify(symbol)), levels=self.levels)
-        return TrainConfig(total_steps=self.total_steps, n_workers=self.n_workers, progress=False, env=env)
+        env = EnvConfig(
+            instrument=instrument_spec(classify(symbol)),
+            levels=self.levels,
+            drawdown_penalty=self.drawdown_penalty,
+            volatility_penalty=self.volatility_penalty,
+        )
+        return TrainConfig(
+            total_steps=self.total_steps,
+            n_workers=self.n_workers,
+            ent_coef=self.ent_coef,
+            progress=False,
+            env=env,
+        )
 
 
 @dataclass
@@ -82,7 +116,8 @@ class AgentEvaluation:
     config: AgentEvaluationConfig
     metrics: pd.DataFrame
     agent_returns: dict[tuple[str, int, int], np.ndarray] = field(default_factory=dict)
-    """Simple returns per bar of each (symbol, year, seed) test window."""
+    """Simple returns per bar of each (symbol, year, seed) window of the scored split (test, or validation
+    in a tuning run); seed -1 is the seeds' ensemble."""
     headline: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -95,7 +130,13 @@ def evaluate_agent(
     """Run the yearly walk-forward on each symbol's ``bars`` (OHLCV indexed by time) and score it."""
     frames: list[pd.DataFrame] = []
     returns: dict[tuple[str, int, int], np.ndarray] = {}
-    wf = WalkForwardConfig(seeds=config.seeds, embargo=config.embargo, val_size=config.val_size)
+    wf = WalkForwardConfig(
+        seeds=config.seeds,
+        embargo=config.embargo,
+        val_size=config.val_size,
+        splits=config.splits,
+        ensemble=len(config.seeds) > 1,
+    )
     for symbol, series in bars.items():
         index = pd.DatetimeIndex(series.index)
         folds = yearly_folds(index, config.years, config.val_size, config.embargo, config.min_train_size)
@@ -107,7 +148,7 @@ def evaluate_agent(
             progress(f"{symbol}: {len(folds)} test years x {len(config.seeds)} seeds")
 
         def keep(fold: Fold, split: str, seed: int, res: BacktestResult, symbol: str = symbol) -> None:
-            if split == "test" and res.name == "agent":
+            if split == config.scored_split and res.name in ("agent", "ensemble"):
                 equity = res.frame["equity"].to_numpy()
                 returns[(symbol, fold.index, seed)] = equity[1:] / equity[:-1] - 1.0
 
@@ -119,50 +160,74 @@ def evaluate_agent(
     return evaluation
 
 
-def _per_fold(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    test = metrics[metrics["split"] == "test"]
-    agent = test[test["strategy"] == "agent"]
-    bh = (
-        test[test["strategy"] == "buy_and_hold"]
-        .groupby(["symbol", "year"])[["sharpe", "max_drawdown"]]
-        .mean()
-    )
-    return agent, bh
+def _fold_figures(split_rows: pd.DataFrame, strategy: str, bh: pd.DataFrame) -> pd.DataFrame:
+    """Seed-mean Sharpe and max drawdown of ``strategy`` per (symbol, year), buy-and-hold's beside."""
+    rows = split_rows[split_rows["strategy"] == strategy]
+    by_fold = rows.groupby(["symbol", "year"])[["sharpe", "max_drawdown"]].mean()
+    return by_fold.merge(bh, left_index=True, right_index=True, how="left", suffixes=("", "_bh"))
+
+
+def _shares(by_fold: pd.DataFrame) -> dict[str, float]:
+    return {
+        "folds_beat_bh": float((by_fold["sharpe"] > by_fold["sharpe_bh"]).mean()),
+        "mdd_not_worse": float((by_fold["max_drawdown"] <= by_fold["max_drawdown_bh"]).mean()),
+        "mean_sharpe": float(by_fold["sharpe"].mean()),
+        "mean_sharpe_bh": float(by_fold["sharpe_bh"].mean()),
+    }
 
 
 def score(
     metrics: pd.DataFrame, returns: Mapping[tuple[str, int, int], np.ndarray], config: AgentEvaluationConfig
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """The headline figures (:data:`HEADLINE`) and what stands behind them.
+    """The headline figures (:data:`HEADLINE`) on ``config.scored_split`` and what stands behind them.
 
-    ``folds_beat_bh``: share of (instrument, year) whose seed-mean test Sharpe beats buy-and-hold's;
-    ``pairs_beat_bh``: share of (instrument, year, seed) that do; ``mdd_not_worse``: share of (instrument,
-    year) whose seed-mean max drawdown is no deeper than buy-and-hold's; the mean Sharpes over (instrument,
-    year); ``dsr_prob``: deflated Sharpe probability of the seed ensemble's pooled test returns, with
-    n_trials = seeds x configurations. A NaN Sharpe (a flat agent) never counts as beating."""
+    ``folds_beat_bh``: share of (instrument, year) whose Sharpe of ``config.policy`` (the seed-mean of the
+    agents, or the seeds' ensemble) beats buy-and-hold's; ``pairs_beat_bh``: share of (instrument, year,
+    seed) whose own agent does; ``mdd_not_worse``: share of (instrument, year) whose max drawdown (seed
+    mean) is no deeper than buy-and-hold's; the mean Sharpes over (instrument, year); ``dsr_prob``:
+    deflated Sharpe probability of the policy's pooled returns (the agents: an equal-weight mix of the
+    seeds), with n_trials = seeds x configurations. A NaN Sharpe (a flat agent) never counts as beating.
+    ``details["policies"]`` holds the fold figures of both policies, whichever the headline judges."""
     if metrics.empty:
         return dict.fromkeys(HEADLINE, math.nan), {}
-    agent, bh = _per_fold(metrics)
-    by_fold = agent.groupby(["symbol", "year"])[["sharpe", "max_drawdown"]].mean()
-    by_fold = by_fold.merge(bh, left_index=True, right_index=True, how="left", suffixes=("", "_bh"))
+    rows = metrics[metrics["split"] == config.scored_split]
+    bh = (
+        rows[rows["strategy"] == "buy_and_hold"]
+        .groupby(["symbol", "year"])[["sharpe", "max_drawdown"]]
+        .mean()
+    )
+    agent = rows[rows["strategy"] == "agent"]
+    by_policy = {
+        name: _fold_figures(rows, name, bh)
+        for name in ("agent", "ensemble")
+        if (rows["strategy"] == name).any()
+    }
+    by_fold = by_policy.get(config.policy, by_policy["agent"])
     pairs = agent.merge(bh, left_on=["symbol", "year"], right_index=True, how="left", suffixes=("", "_bh"))
     diffs = (pairs["sharpe"] - pairs["sharpe_bh"]).to_numpy()
     labels = (pairs["symbol"] + ":" + pairs["year"].astype(str)).to_numpy()
-    ensemble, seed_returns = _ensemble_returns(returns, config.seeds)
+    mixed, seed_returns = _ensemble_returns(returns, config.seeds)
+    pooled = mixed
+    if config.policy == "ensemble" and any(seed == -1 for *_, seed in returns):
+        pooled = np.concatenate([r for (*_, seed), r in sorted(returns.items()) if seed == -1])
     trials = [sharpe_ratio(r) for r in seed_returns.values() if len(r) > 1]
     n_trials = len(config.seeds) * config.configurations
-    dsr = deflated_sharpe(ensemble, trials, n_trials) if len(ensemble) > 2 and len(trials) > 1 else None
+    dsr = deflated_sharpe(pooled, trials, n_trials) if len(pooled) > 2 and len(trials) > 1 else None
     finite = np.isfinite(diffs)
     ci = bootstrap_ci(diffs[finite], groups=labels[finite]) if finite.sum() >= 2 else (math.nan,) * 3
+    shares = _shares(by_fold)
     headline = {
-        "folds_beat_bh": float((by_fold["sharpe"] > by_fold["sharpe_bh"]).mean()),
+        "folds_beat_bh": shares["folds_beat_bh"],
         "pairs_beat_bh": float((pairs["sharpe"] > pairs["sharpe_bh"]).mean()),
-        "mdd_not_worse": float((by_fold["max_drawdown"] <= by_fold["max_drawdown_bh"]).mean()),
-        "mean_sharpe_agent": float(by_fold["sharpe"].mean()),
-        "mean_sharpe_bh": float(by_fold["sharpe_bh"].mean()),
+        "mdd_not_worse": shares["mdd_not_worse"],
+        "mean_sharpe_agent": shares["mean_sharpe"],
+        "mean_sharpe_bh": shares["mean_sharpe_bh"],
         "dsr_prob": math.nan if dsr is None else dsr.dsr_prob,
     }
     details = {
+        "split": config.scored_split,
+        "policy": config.policy,
+        "policies": {name: _shares(frame) for name, frame in by_policy.items()},
         "n_folds": len(by_fold),
         "n_pairs": len(pairs),
         "n_trials": n_trials,
@@ -176,9 +241,10 @@ def score(
 def _ensemble_returns(
     returns: Mapping[tuple[str, int, int], np.ndarray], seeds: tuple[int, ...]
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """The equal-weight ensemble of seeds (mean simple return per bar) pooled over every (symbol, year),
-    and each seed's own pooled returns (its trial Sharpe)."""
-    windows = sorted({(s, y) for s, y, _ in returns})
+    """The equal-weight mix of seeds (mean simple return per bar) pooled over every (symbol, year),
+    and each seed's own pooled returns (its trial Sharpe). The ensemble policy's rows (seed -1) are not
+    seeds."""
+    windows = sorted({(s, y) for s, y, seed in returns if seed in seeds})
     pooled: list[np.ndarray] = []
     per_seed: dict[int, list[np.ndarray]] = {seed: [] for seed in seeds}
     for symbol, year in windows:
@@ -208,7 +274,7 @@ def load_through_store(paths: Sequence[Path], engine: Engine) -> tuple[dict[str,
 def summary_table(evaluation: AgentEvaluation) -> pd.DataFrame:
     """Test Sharpe, return, max drawdown and turnover per (symbol, year) and strategy, seeds averaged."""
     m = evaluation.metrics
-    test = m[m["split"] == "test"]
+    test = m[m["split"] == evaluation.config.scored_split]
     cols = ["sharpe", "total_return", "max_drawdown", "turnover"]
     return test.groupby(["symbol", "year", "strategy"])[cols].mean().unstack("strategy")  # type: ignore[no-any-return]
 

@@ -15,7 +15,7 @@ from pipeline.backtest.engine import BacktestResult, run_backtest
 from pipeline.backtest.metrics import compute_metrics
 from pipeline.backtest.plot import plot_backtests
 from pipeline.backtest.policies import BASELINES, make_baseline
-from pipeline.rl.agent import TradingAgent
+from pipeline.rl.agent import EnsemblePolicy, TradingAgent
 from pipeline.rl.config import TrainConfig
 from pipeline.rl.env import EnvConfig
 from pipeline.rl.instruments import InstrumentSpec
@@ -24,6 +24,8 @@ from pipeline.rl.train import TrainResult, train
 from pipeline.rl.universe import BarsInput, Universe, split_universe
 
 SPLITS = ("val", "test")
+ENSEMBLE_SEED = -1
+"""The ``seed`` of the rows of the seeds' ensemble (``WalkForwardConfig.ensemble``)."""
 BacktestHook = Callable[["Fold", str, int, BacktestResult], None]
 """Called with (fold, split, seed, result) after every backtest of one symbol's walk-forward."""
 
@@ -70,6 +72,11 @@ class WalkForwardConfig:
     """Bars per year, for annualisation."""
     figures_dir: str | None = None
     """Write one PNG per fold (test window, first seed) here; ``None``: no figures."""
+    splits: tuple[str, ...] = SPLITS
+    """Windows backtested: ``("val",)`` leaves the test windows unseen (choosing a configuration)."""
+    ensemble: bool = False
+    """One symbol with several seeds: also backtest the seeds' agents as one policy (mean action
+    probabilities, :class:`~pipeline.rl.agent.EnsemblePolicy`), strategy ``ensemble``, seed -1."""
 
 
 def make_folds(n_bars: int, cfg: WalkForwardConfig) -> list[Fold]:
@@ -159,6 +166,8 @@ def run_walkforward(
     if universe is not None:
         if folds is not None or on_backtest is not None:
             raise ValueError("folds and on_backtest are for one symbol; many symbols fold by date")
+        if wf.ensemble:
+            raise ValueError("ensemble is for one symbol's walk-forward")
         return _run_universe(universe, config, wf, dict(instruments or {}))
     assert isinstance(bars, pd.DataFrame)
     if instruments:
@@ -167,29 +176,57 @@ def run_walkforward(
     rows: list[dict[str, Any]] = []
     figures: list[Path] = []
     for fold in folds:
-        for i, seed in enumerate(wf.seeds):
-            trained = train(replace(config, seed=seed), bars.iloc[fold.train])
-            agent = trained.agent
-            market = agent.market(bars.iloc[: fold.test.stop])
-            extra = {"train_steps": trained.steps, "train_seconds": trained.seconds}
-            for split, rng in (("val", fold.val), ("test", fold.test)):
-                start, end = _window(market, bars, rng)
-                results = [run_backtest(agent.policy(), market, config.env, start, end)]
-                names = [b for b in wf.baselines if i == 0 or b == "random"]  # deterministic ones once
-                results += [
-                    run_backtest(make_baseline(b, config.env, seed), market, config.env, start, end)
-                    for b in names
-                ]
-                rows += [
-                    _row(fold, split, seed, res, wf, extra if res.name == "agent" else {}) for res in results
-                ]
-                if on_backtest is not None:
-                    for res in results:
-                        on_backtest(fold, split, seed, res)
-                if split == "test" and i == 0 and wf.figures_dir is not None:
-                    path = Path(wf.figures_dir) / f"fold_{fold.index}_test.png"
-                    figures.append(plot_backtests(results, path, f"fold {fold.index} test (seed {seed})"))
+        fold_rows, fold_figures = _run_fold(bars, fold, config, wf, on_backtest)
+        rows += fold_rows
+        figures += fold_figures
     return WalkForwardResult(metrics=pd.DataFrame(rows), folds=folds, figures=figures)
+
+
+def _run_fold(
+    bars: pd.DataFrame,
+    fold: Fold,
+    config: TrainConfig,
+    wf: WalkForwardConfig,
+    on_backtest: BacktestHook | None,
+) -> tuple[list[dict[str, Any]], list[Path]]:
+    """One symbol's fold: each seed trained and backtested with the baselines, then their ensemble."""
+    windows = [(split, rng) for split, rng in (("val", fold.val), ("test", fold.test)) if split in wf.splits]
+    rows: list[dict[str, Any]] = []
+    figures: list[Path] = []
+    members = []
+    for i, seed in enumerate(wf.seeds):
+        trained = train(replace(config, seed=seed), bars.iloc[fold.train])
+        agent = trained.agent
+        members.append(agent.model)
+        market = agent.market(bars.iloc[: fold.test.stop])
+        extra = {"train_steps": trained.steps, "train_seconds": trained.seconds}
+        for split, rng in windows:
+            start, end = _window(market, bars, rng)
+            results = [run_backtest(agent.policy(), market, config.env, start, end)]
+            names = [b for b in wf.baselines if i == 0 or b == "random"]  # deterministic ones once
+            results += [
+                run_backtest(make_baseline(b, config.env, seed), market, config.env, start, end)
+                for b in names
+            ]
+            rows += [
+                _row(fold, split, seed, res, wf, extra if res.name == "agent" else {}) for res in results
+            ]
+            if on_backtest is not None:
+                for res in results:
+                    on_backtest(fold, split, seed, res)
+            if split == "test" and i == 0 and wf.figures_dir is not None:
+                path = Path(wf.figures_dir) / f"fold_{fold.index}_test.png"
+                figures.append(plot_backtests(results, path, f"fold {fold.index} test (seed {seed})"))
+    if wf.ensemble and len(members) > 1:
+        # The members share the market arrays: features, regimes (their own seed) and the normalisation
+        # are fitted on the same training bars, whatever the agent's seed.
+        for split, rng in windows:
+            start, end = _window(market, bars, rng)
+            res = run_backtest(EnsemblePolicy(members), market, config.env, start, end)
+            rows.append(_row(fold, split, ENSEMBLE_SEED, res, wf, {}))
+            if on_backtest is not None:
+                on_backtest(fold, split, ENSEMBLE_SEED, res)
+    return rows, figures
 
 
 def common_calendar(universe: Universe) -> pd.Index:
@@ -214,7 +251,7 @@ def _run_universe(
             for symbol, bars in universe.items():
                 env = replace(config.env, instrument=instruments.get(symbol, config.env.instrument))
                 history = bars[bars.index <= dates["test"][1]]
-                found, results = _evaluate_symbol(trained, history, env, dates, seed, wf.baselines, i == 0)
+                found, results = _evaluate_symbol(trained, history, env, dates, seed, wf, i == 0)
                 rows += [
                     _row(fold, split, seed, res, wf, _extra(trained, res), symbol) for split, res in found
                 ]
@@ -231,7 +268,7 @@ def _evaluate_symbol(
     env: EnvConfig,
     dates: dict[str, tuple[Any, Any]],
     seed: int,
-    baselines: tuple[str, ...],
+    wf: WalkForwardConfig,
     first_seed: bool,
 ) -> tuple[list[tuple[str, BacktestResult]], list[BacktestResult]]:
     """Agent and baselines on one symbol's val and test windows → ((split, result) pairs, test results).
@@ -242,12 +279,12 @@ def _evaluate_symbol(
     test: list[BacktestResult] = []
     if market.index is None or len(market) < env.window + 1:
         return found, test
-    for split in SPLITS:
+    for split in wf.splits:
         start, end = _dated_window(market, *dates[split])
         if end - max(start, env.window - 1) < 1:
             continue
         results = [run_backtest(agent.policy(), market, env, start, end)]
-        names = [b for b in baselines if first_seed or b == "random"]  # deterministic ones once
+        names = [b for b in wf.baselines if first_seed or b == "random"]  # deterministic ones once
         results += [run_backtest(make_baseline(b, env, seed), market, env, start, end) for b in names]
         found += [(split, res) for res in results]
         test = results if split == "test" else test

@@ -111,6 +111,37 @@ class AgentPolicy:
         return torch.multinomial(logits.softmax(-1), 1, generator=self.generator).squeeze(1).numpy()
 
 
+class EnsemblePolicy:
+    """Several agents (one per seed, trained on the same bars) as one backtest policy: each carries its
+    own LSTM state; the action is the argmax of their mean action probabilities."""
+
+    name = "ensemble"
+
+    def __init__(self, models: Sequence[LSTMActorCritic]) -> None:
+        if not models:
+            raise ValueError("an ensemble needs at least one model")
+        self.models = list(models)
+        self.states = [m.initial_state(1) for m in self.models]
+        self.start = torch.ones(1)
+
+    def reset(self, market: MarketArrays, n_envs: int) -> None:
+        """Start of an episode: every member's state zero."""
+        self.states = [m.initial_state(n_envs) for m in self.models]
+        self.start = torch.ones(n_envs)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Action per env: the most probable under the members' mean probabilities."""
+        x = torch.from_numpy(obs)
+        total = torch.zeros(())
+        with single_threaded():
+            for k, model in enumerate(self.models):
+                logits, self.states[k] = model.act_step(x, self.states[k], self.start)
+                total = total + logits.softmax(-1)
+        self.start = torch.zeros_like(self.start)
+        return total.argmax(-1).numpy()
+
+
 FAST_REPLAY_MAX = 16
 """Windows of one length replayed by the compiled loop one by one; more go to the batched reference."""
 

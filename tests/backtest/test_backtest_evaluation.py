@@ -104,7 +104,14 @@ def test_krx_evaluate_quick_on_a_real_etf_writes_what_a_person_opens(
     assert summary["n_folds"] == 1 and summary["n_pairs"] == 2  # 2019 only, two seeds
     metrics = pd.read_csv(out / "metrics.csv")
     test = metrics[metrics["split"] == "test"]
-    assert set(test["strategy"]) == {"agent", "buy_and_hold", "sma_crossover", "momentum", "random"}
+    assert set(test["strategy"]) == {
+        "agent",
+        "ensemble",
+        "buy_and_hold",
+        "sma_crossover",
+        "momentum",
+        "random",
+    }
     assert set(pd.to_datetime(test["start"]).dt.year) == {2019}
     page = (out / "report.html").read_text()
     assert "data:image/png;base64," in page and not re.search(r"(src|href)=['\"]?https?://", page)

@@ -25,6 +25,8 @@ REQUIRED_KEYS = {
         "mean_sharpe_agent",
         "mean_sharpe_bh",
         "dsr_prob",
+        "ensemble_folds_beat_bh",
+        "ensemble_mdd_not_worse",
     },
     "bench_pyfunc.py": {"pyfunc_ms_p50", "pyfunc_ms_p99", "batch_windows_per_s", "overhead_ratio"},
     "bench_serving.py": {

@@ -312,12 +312,27 @@ def render_html(evaluation: AgentEvaluation) -> str:
         if ci
         else ""
     )
+    policies = evaluation.details.get("policies", {})
+    judged = evaluation.details.get("policy", evaluation.config.policy)
+    policy_rows = "".join(
+        f"<tr><th>{html.escape(name)}{' (judged)' if name == judged else ''}</th>"
+        + "".join(f"<td>{figures[k]:.3f}</td>" for k in ("folds_beat_bh", "mdd_not_worse", "mean_sharpe"))
+        + "</tr>"
+        for name, figures in policies.items()
+    )
+    policy_table = (
+        "<h2>Each seed's agent and the seeds' ensemble</h2><table><tr><th>policy</th><th>folds_beat_bh</th>"
+        f"<th>mdd_not_worse</th><th>mean Sharpe</th></tr>{policy_rows}</table>"
+        if policy_rows
+        else ""
+    )
     table = summary_table(evaluation) if not evaluation.metrics.empty else pd.DataFrame()
     cfg = html.escape(json.dumps(asdict(evaluation.config)))
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>Agent evaluation on KRX data</title>"
         f"<style>{_CSS}</style></head><body><h1>Agent evaluation on real KRX bars</h1>"
-        f"<h2>Headline</h2><table>{rows}</table>{gap}"
+        f"<h2>Headline ({html.escape(evaluation.config.scored_split)})</h2><table>{rows}</table>{gap}"
+        f"{policy_table}"
         f"<h2>Test Sharpe per instrument and year</h2>{_sharpe_figure(evaluation)}"
         "<h2>Per instrument and year (seeds averaged)</h2>"
         f"<div style='overflow-x:auto'>{table.to_html(float_format=lambda x: f'{x:.3f}')}</div>"

@@ -114,6 +114,7 @@ def test_krx_evaluate_quick_on_a_real_etf_writes_what_a_person_opens(
     }
     assert set(pd.to_datetime(test["start"]).dt.year) == {2019}
     page = (out / "report.html").read_text()
+    assert "the seeds' ensemble" in page and "agent (judged)" in page
     assert "data:image/png;base64," in page and not re.search(r"(src|href)=['\"]?https?://", page)
     assert (tmp_path / "logs" / "evaluate.log").read_text()  # the store import and training logged there
 

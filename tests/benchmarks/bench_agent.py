@@ -2,7 +2,8 @@
 (2013-2019), validation before each year, an embargo, 5 seeds, each ETF's own costs — against buy-and-hold,
 SMA crossover, momentum and random (``krx evaluate`` without the CLI).
 
-Usage: python tests/benchmarks/bench_agent.py [--quick] [--steps N] [--seeds N]
+Usage: python tests/benchmarks/bench_agent.py [--quick] [--steps N] [--seeds N] [--tuning PATH]
+(``--tuning``: the configuration ``krx evaluate --tune`` chose, its trials counted in the deflated Sharpe)
 Ends with one JSON line: folds_beat_bh (target >= 0.6), pairs_beat_bh (>= 0.5), mdd_not_worse (>= 0.8),
 mean_sharpe_agent, mean_sharpe_bh (the named baseline, same run), their gap (and ratio when buy-and-hold's
 Sharpe is positive), dsr_prob (reported
@@ -29,6 +30,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="training steps per (ETF, year, seed)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--symbols", default="", help="comma-separated subset of the shared ETFs")
+    parser.add_argument("--tuning", type=Path, help="tuning.json of `krx evaluate --tune` (its choice)")
     args = parser.parse_args()
 
     from pipeline.backtest.evaluation import AgentEvaluationConfig, evaluate_agent, load_through_store
@@ -39,6 +41,10 @@ def main() -> None:
     if args.quick:
         config = AgentEvaluationConfig(years=(2019,), seeds=(0, 1), total_steps=1_000, n_workers=1)
         wanted = {"229200"}
+    if args.tuning is not None:
+        from pipeline.backtest.tuning import chosen_config
+
+        config = chosen_config(args.tuning, config)
     paths = [p for p in sorted(DATA.glob("*.csv")) if not wanted or p.stem in wanted]
     if not paths:
         raise SystemExit(f"no KRX CSVs in {DATA}")
@@ -58,6 +64,13 @@ def main() -> None:
         else None,
         "sharpe_gap_ci_low": round(ci.get("low", float("nan")), 4),
         "sharpe_gap_ci_high": round(ci.get("high", float("nan")), 4),
+        "policy": config.policy,
+        **{
+            f"{name}_{key}": round(value, 4)
+            for name, figures in d.get("policies", {}).items()
+            for key, value in figures.items()
+            if key != "mean_sharpe_bh"
+        },
         "n_folds": d.get("n_folds", 0),
         "n_pairs": d.get("n_pairs", 0),
         "n_trials": d.get("n_trials", 0),

@@ -13,7 +13,7 @@ from pipeline.backtest.lookahead import find_lookahead, perturb_after, policy_de
 from pipeline.backtest.policies import make_baseline
 from pipeline.features import get_feature_fn
 from pipeline.regimes import RegimeConfig, RegimeModel
-from pipeline.rl.agent import TradingAgent, prepare_market
+from pipeline.rl.agent import EnsemblePolicy, TradingAgent, prepare_market
 from pipeline.rl.config import TrainConfig
 from pipeline.rl.env import EnvConfig
 from pipeline.rl.instruments import etf_spec
@@ -59,18 +59,33 @@ def test_baselines_never_look_ahead(bars: pd.DataFrame, name: str) -> None:
     assert find_lookahead(decisions, bars, CUTS) == []
 
 
-def test_the_agents_decisions_never_look_ahead(bars: pd.DataFrame) -> None:
+def _agent(bars: pd.DataFrame, seed: int) -> TradingAgent:
     config = TrainConfig(feature_set="ta-v1", env=CONFIG, regimes=RegimeConfig(k_max=3), progress=False)
     regimes = RegimeModel(config.regimes).fit(bars.iloc[:300])
     market = prepare_market(bars.iloc[:300], "ta-v1", regimes)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = LSTMActorCritic(CONFIG.window * market.n_features + market.n_regimes + 2, len(CONFIG.levels))
     with torch.no_grad():
         model.policy_head.weight.mul_(300.0)  # decisive, changing actions: a leak would move them
-    agent = TradingAgent(config, model, FeatureNormaliser.fit(market.features), regimes)
+    return TradingAgent(config, model, FeatureNormaliser.fit(market.features), regimes)
+
+
+def test_the_agents_decisions_never_look_ahead(bars: pd.DataFrame) -> None:
+    agent = _agent(bars, 0)
 
     def decisions(b: pd.DataFrame) -> pd.Series:
         return policy_decisions(agent.policy(), agent.market(b), CONFIG)
+
+    assert decisions(bars).nunique() > 1
+    assert find_lookahead(decisions, bars, CUTS) == []
+
+
+def test_the_seeds_ensembles_decisions_never_look_ahead(bars: pd.DataFrame) -> None:
+    members = [_agent(bars, seed) for seed in (0, 1, 2)]
+
+    def decisions(b: pd.DataFrame) -> pd.Series:
+        policy = EnsemblePolicy([m.model for m in members])
+        return policy_decisions(policy, members[0].market(b), CONFIG)
 
     assert decisions(bars).nunique() > 1
     assert find_lookahead(decisions, bars, CUTS) == []

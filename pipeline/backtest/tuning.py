@@ -21,12 +21,15 @@ import pandas as pd
 
 from pipeline.backtest.evaluation import AgentEvaluationConfig, evaluate_agent
 
-#: Candidate configurations: overrides of the defaults, each a hypothesis from issue 13's list.
+#: Candidate configurations: overrides of the base configuration, each a hypothesis from issue 13's list
+#: (``steps_factor`` multiplies the base's training budget).
 CANDIDATES: dict[str, dict[str, Any]] = {
     "base": {},
     "levels5": {"levels": (0.0, 0.25, 0.5, 0.75, 1.0)},
     "vol_penalty": {"volatility_penalty": 1.0},
     "dd_penalty": {"drawdown_penalty": 0.5},
+    "budget_2x": {"steps_factor": 2},
+    "entropy_high": {"ent_coef": 0.05},
 }
 POLICIES = ("agent", "ensemble")
 TUNING_FILE = "tuning.json"
@@ -101,7 +104,7 @@ def tune_agent(
         raise ValueError("tuning needs at least 2 seeds (the ensemble policy is a trial)")
     trials: list[Trial] = []
     for n, name in enumerate(candidates, 1):
-        overrides = CANDIDATES[name]
+        overrides = resolve(base, CANDIDATES[name])
         config = replace(base, **overrides, splits=("val",))
         if progress:
             progress(f"candidate {n}/{len(candidates)} {name} {overrides or '(defaults)'}")
@@ -125,6 +128,14 @@ def tune_agent(
     if not trials:
         raise ValueError("no fold was evaluated: no symbol has a test year with enough training bars")
     return Tuning(base=base, trials=trials)
+
+
+def resolve(base: AgentEvaluationConfig, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` as fields of :class:`AgentEvaluationConfig` (``steps_factor`` → ``total_steps``)."""
+    out = {k: v for k, v in overrides.items() if k != "steps_factor"}
+    if "steps_factor" in overrides:
+        out["total_steps"] = int(base.total_steps * overrides["steps_factor"])
+    return out
 
 
 def _jsonable(overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -170,3 +170,16 @@ def test_krx_evaluate_tuned_needs_a_tuning_first(tmp_path: Path, monkeypatch: py
     unknown = _invoke(tmp_path, monkeypatch, "--tune", "--candidates", "base,wild")
     assert unknown.exit_code == 2 and "wild" in unknown.output and "levels5" in unknown.output
     assert not (tmp_path / "evaluate" / TUNING_FILE).exists()
+
+
+def test_a_budget_candidate_scales_the_base_budget_it_is_tuned_against() -> None:
+    from pipeline.backtest.tuning import CANDIDATES, resolve
+
+    assert resolve(AgentEvaluationConfig(total_steps=3_000), CANDIDATES["budget_2x"]) == {
+        "total_steps": 6_000
+    }
+    assert resolve(AgentEvaluationConfig(), CANDIDATES["levels5"]) == {"levels": (0.0, 0.25, 0.5, 0.75, 1.0)}
+    for name, overrides in CANDIDATES.items():  # every candidate is a valid, different configuration
+        config = AgentEvaluationConfig(**resolve(AgentEvaluationConfig(), overrides))
+        assert (config != AgentEvaluationConfig()) == (name != "base"), name
+        config.train_config("229200")

@@ -400,17 +400,29 @@ def evaluate(
 
 
 def _tune(bars: Any, config: Any, candidates: str | None, out: Path, say: Callable[[str], None]) -> None:
-    from pipeline.backtest.tuning import CANDIDATES, tune_agent, write_tuning
+    from pipeline.backtest.tuning import (
+        CANDIDATES,
+        TUNING_FILE,
+        load_trials,
+        merge_trials,
+        tune_agent,
+        write_tuning,
+    )
 
     names = [c.strip() for c in (candidates or ",".join(CANDIDATES)).split(",") if c.strip()]
+    previous = load_trials(out / TUNING_FILE)
+    if previous:
+        say(f"{len(previous)} earlier trials in {out / TUNING_FILE} stay counted (delete it to start over)")
     try:
         tuning = tune_agent(bars, config, names, progress=say)
     except ValueError as exc:
         console.print(f"[red]error[/]: {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
+    tuning.trials = merge_trials(previous, tuning.trials)
     table = Table(
         "candidate",
         "policy",
+        "run",
         "val folds_beat_bh",
         "val MDD not worse",
         "val Sharpe",
@@ -421,6 +433,7 @@ def _tune(bars: Any, config: Any, candidates: str | None, out: Path, say: Callab
         table.add_row(
             t.candidate,
             t.policy,
+            t.run,
             f"{t.folds_beat_bh:.3f}",
             f"{t.mdd_not_worse:.3f}",
             f"{t.mean_sharpe:.3f}",

@@ -48,6 +48,12 @@ class Trial:
     mean_sharpe_bh: float
     pairs_beat_bh: float
     n_folds: int
+    run: str = ""
+    """What the candidate was run on (seeds, budget, years): a rerun on the same replaces its trial."""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.candidate, self.policy, self.run
 
     @property
     def gap(self) -> float:
@@ -115,6 +121,7 @@ def tune_agent(
                 name,
                 policy,
                 _jsonable(overrides),
+                run=_run_label(config),
                 pairs_beat_bh=pairs,
                 n_folds=evaluation.details["n_folds"],
                 **figures,
@@ -128,6 +135,28 @@ def tune_agent(
     if not trials:
         raise ValueError("no fold was evaluated: no symbol has a test year with enough training bars")
     return Tuning(base=base, trials=trials)
+
+
+def _run_label(config: AgentEvaluationConfig) -> str:
+    years = f"{config.years[0]}-{config.years[-1]}" if config.years else "-"
+    return f"{len(config.seeds)} seeds, {config.total_steps} steps, years {years}"
+
+
+def load_trials(path: Path) -> list[Trial]:
+    """The trials an earlier tuning recorded at ``path`` (none if there is no file)."""
+    if not path.exists():
+        return []
+    return [
+        Trial(**{k: v for k, v in t.items() if k != "gap"}) for t in json.loads(path.read_text())["trials"]
+    ]
+
+
+def merge_trials(previous: Sequence[Trial], new: Sequence[Trial]) -> list[Trial]:
+    """Every trial ever run: ``previous`` and ``new``, a rerun of the same (candidate, policy, run)
+    replacing the earlier one. Trials are never dropped otherwise: each counts in the deflated Sharpe."""
+    merged = {t.key: t for t in previous}
+    merged.update({t.key: t for t in new})
+    return list(merged.values())
 
 
 def resolve(base: AgentEvaluationConfig, overrides: Mapping[str, Any]) -> dict[str, Any]:

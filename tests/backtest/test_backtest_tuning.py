@@ -183,3 +183,26 @@ def test_a_budget_candidate_scales_the_base_budget_it_is_tuned_against() -> None
         config = AgentEvaluationConfig(**resolve(AgentEvaluationConfig(), overrides))
         assert (config != AgentEvaluationConfig()) == (name != "base"), name
         config.train_config("229200")
+
+
+def _trial(candidate: str, policy: str, folds: float, run: str = "3 seeds") -> Any:
+    from pipeline.backtest.tuning import Trial
+
+    return Trial(candidate, policy, {}, folds, 1.0, 0.1, 0.0, 0.5, 47, run=run)
+
+
+def test_trials_of_earlier_tunings_stay_counted(tmp_path: Path) -> None:
+    from pipeline.backtest.tuning import Tuning, load_trials, merge_trials
+
+    first = Tuning(AgentEvaluationConfig(), [_trial("base", "agent", 0.5), _trial("base", "ensemble", 0.55)])
+    path = write_tuning(first, tmp_path)
+    assert load_trials(path) == first.trials
+    rerun = _trial("base", "agent", 0.52)  # the same candidate, policy and run: replaces its trial
+    other = _trial("levels5", "agent", 0.45)
+    wider = _trial("base", "agent", 0.6, run="5 seeds")  # another run of it: a trial of its own
+    merged = merge_trials(load_trials(path), [rerun, other, wider])
+    assert len(merged) == 4 and rerun in merged and first.trials[0] not in merged
+    second = Tuning(AgentEvaluationConfig(), merged)
+    assert second.best == wider
+    assert chosen_config(write_tuning(second, tmp_path), AgentEvaluationConfig()).configurations == 4
+    assert load_trials(tmp_path / "absent.json") == []

@@ -28,6 +28,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "levels5": {"levels": (0.0, 0.25, 0.5, 0.75, 1.0)},
     "vol_penalty": {"volatility_penalty": 1.0},
     "dd_penalty": {"drawdown_penalty": 0.5},
+    "dd_penalty_strong": {"drawdown_penalty": 1.0},
     "budget_2x": {"steps_factor": 2},
     "entropy_high": {"ent_coef": 0.05},
 }

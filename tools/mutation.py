@@ -41,12 +41,11 @@ TESTS: dict[str, tuple[str, ...]] = {
     # token.py's own tests run on a fake clock and endpoint (seconds); the simulator-backed fault tests
     # would cost minutes per mutant of TokenManager.get, which every call goes through.
     "pipeline/kis/token.py": ("tests/kis/test_kis_token.py", "tests/kis/test_kis_envelopes.py"),
+    # session.py against the simulator-backed tests (test_kis_session/faults/client/secrets) took over 25 min
+    # (a simulator start per test, per mutant); the fake-KIS tests pin the same exchanges in seconds.
     "pipeline/kis/session.py": (
-        "tests/kis/test_kis_session.py",
-        "tests/kis/test_kis_faults.py",
+        "tests/kis/test_kis_session_mutation_gaps.py",
         "tests/kis/test_kis_envelopes.py",
-        "tests/kis/test_kis_client.py",
-        "tests/kis/test_kis_secrets.py",
     ),
     "pipeline/store/quarantine.py": ("tests/store", "tests/validation/test_validation_store.py"),
     "pipeline/store/regimes.py": ("tests/store", "tests/registry/test_registry_regimes.py"),
@@ -55,6 +54,7 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/rl/test_rl_env_sizing.py",
         "tests/rl/test_rl_multisymbol_env.py",
         "tests/rl/test_rl_instruments.py",
+        "tests/rl/test_rl_env_mutation_gaps.py",
     ),
     "pipeline/rl/a3c.py": ("tests/rl/test_rl_a3c.py", "tests/rl/test_rl_train.py"),
 }

@@ -231,7 +231,7 @@ class VecTradingEnv:
         truncated = (t1 >= self.end) & ~terminated
         info: Info = {
             "t": t1.copy(),  # a copy: auto-reset rewrites self.t (which is t1) in place
-            "equity": equity,
+            "equity": equity.copy(),  # a copy: auto-reset rewrites self.equity (which is equity) in place
             "position": new_pos.copy(),
             "fee": fee,
             "slippage": np.abs(dq) * slip * self.mult,

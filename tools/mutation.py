@@ -47,6 +47,10 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/kis/test_kis_session_mutation_gaps.py",
         "tests/kis/test_kis_envelopes.py",
     ),
+    "pipeline/validation/offline.py": (
+        "tests/reports/test_reports_offline.py",
+        "tests/validation/test_validation_bars.py",
+    ),
     "pipeline/store/quarantine.py": ("tests/store", "tests/validation/test_validation_store.py"),
     "pipeline/store/regimes.py": ("tests/store", "tests/registry/test_registry_regimes.py"),
     "pipeline/rl/env.py": (

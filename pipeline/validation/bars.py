@@ -103,7 +103,8 @@ def _datetime_objects(values: pd.Series) -> pd.Series:
         parsed = None
     if parsed is not None and isinstance(parsed.dtype, pd.DatetimeTZDtype):
         return parsed.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
-    return values.map(_one_ts).astype("datetime64[ns, UTC]")
+    # Built with its dtype (not ``.astype``): an all-NaT object column would not convert.
+    return pd.Series([_one_ts(v) for v in values], index=values.index, dtype="datetime64[ns, UTC]")
 
 
 def _text(values: pd.Series) -> pd.Series:

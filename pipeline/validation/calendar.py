@@ -65,8 +65,8 @@ def session_bounds(
         opens = np.where(use, sched_open - shift, opens)
         closes = np.where(use, sched_close + shift, closes)
     expiring = is_futures & scheduled
-    if expiring.any():
-        futures_days = days[expiring].dropna()
+    futures_days = days[expiring].dropna()
+    if not futures_days.empty:  # futures rows with no readable day have no session to extend
         expiry_days = futures_expiry_dates(krx_sessions(futures_days.min(), futures_days.max()))
         on_expiry = expiring & days.isin(expiry_days).to_numpy()
         closes = np.where(on_expiry, closes + _EXPIRY_CLOSE_MIN, closes)

@@ -51,6 +51,11 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/reports/test_reports_offline.py",
         "tests/validation/test_validation_bars.py",
     ),
+    # metrics.py's own tests (hand-built paths, seconds); the walk-forward tests train agents per mutant.
+    "pipeline/backtest/metrics.py": (
+        "tests/backtest/test_backtest_metrics.py",
+        "tests/backtest/test_backtest_metrics_mutation_gaps.py",
+    ),
     "pipeline/store/quarantine.py": ("tests/store", "tests/validation/test_validation_store.py"),
     "pipeline/store/regimes.py": ("tests/store", "tests/registry/test_registry_regimes.py"),
     "pipeline/rl/env.py": (

@@ -352,7 +352,9 @@ def _sharpe_figure(evaluation: AgentEvaluation) -> str:
     labels = [f"{s}\n{y}" for s, y in zip(by_fold["symbol"], by_fold["year"], strict=True)]
     x = np.arange(len(labels))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(labels)), 3.5))
-    ax.bar(x - 0.2, by_fold["sharpe"], 0.4, label="agent (seed mean)")
+    judged = evaluation.details.get("policy", "agent")
+    label = "agent (seed mean)" if judged == "agent" else "seeds' ensemble"
+    ax.bar(x - 0.2, by_fold["sharpe"], 0.4, label=label)
     ax.bar(x + 0.2, by_fold["sharpe_bh"], 0.4, label="buy-and-hold")
     ax.axhline(0.0, color="#888", linewidth=0.8)
     ax.set_xticks(x, labels, fontsize=7)

@@ -174,6 +174,19 @@ def make_session(tmp_path: Path, kis: FakeKis) -> Iterator[Callable[..., KisSess
         session.close()
 
 
+@pytest.fixture(autouse=True)
+def _session_log_reaches_caplog(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """The session logger's records reach ``caplog`` whatever an earlier test did to logging (a CLI test
+    routes library chatter to a file and stops propagation): its handler sits on the logger itself."""
+    log = logging.getLogger(LOG)
+    saved = log.propagate, log.disabled
+    log.propagate, log.disabled = False, False
+    log.addHandler(caplog.handler)
+    yield
+    log.removeHandler(caplog.handler)
+    log.propagate, log.disabled = saved
+
+
 def _messages(caplog: pytest.LogCaptureFixture, logger: str = LOG) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == logger]
 

@@ -256,7 +256,9 @@ def test_the_evaluation_report_shows_its_headline_figure_and_tables(browser: Any
         "return [...document.querySelectorAll('table')[0].rows]"
         ".map(r => [r.cells[0].innerText, r.cells[1].innerText]);"
     )
-    per_fold = browser.execute_script("return document.querySelectorAll('table')[1].tBodies[0].rows.length;")
+    per_fold = browser.execute_script(  # the last table: per fund and year (a policies table comes before)
+        "return [...document.querySelectorAll('table')].at(-1).tBodies[0].rows.length;"
+    )
     screenshot(browser, "evaluation_report")
     assert widths and all(w > 0 for w in widths)
     assert [name for name, _ in headline][:3] == ["folds_beat_bh", "pairs_beat_bh", "mdd_not_worse"]

@@ -66,6 +66,12 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/rl/test_rl_env_mutation_gaps.py",
     ),
     "pipeline/rl/a3c.py": ("tests/rl/test_rl_a3c.py", "tests/rl/test_rl_train.py"),
+    # risk.py's pure tests (seconds); the mirror folder tests/trading starts the simulator and a model
+    # server per test. test_kill_switch.py guards state.py, not risk.py.
+    "pipeline/trading/risk.py": (
+        "tests/trading/test_risk.py",
+        "tests/trading/test_risk_mutation_gaps.py",
+    ),
 }
 #: Tests left out of mutation runs, with the reason. Under the stats run's tracing on a busy machine these
 #: miss their timing by a few milliseconds, and one failure there stops the whole run.

@@ -178,13 +178,17 @@ def make_session(tmp_path: Path, kis: FakeKis) -> Iterator[Callable[..., KisSess
 def _session_log_reaches_caplog(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """The session logger's records reach ``caplog`` whatever an earlier test did to logging (a CLI test
     routes library chatter to a file and stops propagation): its handler sits on the logger itself."""
-    log = logging.getLogger(LOG)
-    saved = log.propagate, log.disabled
+    log = session_module.log  # the module's own logger object, even if logging's registry was rebuilt since
+    saved = log.propagate, log.disabled, log.level
     log.propagate, log.disabled = False, False
+    caplog.set_level(logging.DEBUG, logger=LOG)  # also lifts a logging.disable() left by an earlier test
+    if log is not logging.getLogger(LOG):
+        log.setLevel(logging.DEBUG)
     log.addHandler(caplog.handler)
     yield
     log.removeHandler(caplog.handler)
-    log.propagate, log.disabled = saved
+    log.propagate, log.disabled, level = saved
+    log.setLevel(level)
 
 
 def _messages(caplog: pytest.LogCaptureFixture, logger: str = LOG) -> list[str]:

@@ -51,20 +51,10 @@ class BarsValidationReport:
 
 
 def _to_float(values: pd.Series) -> pd.Series:
-    try:
-        out = pd.to_numeric(values, errors="coerce")
-    except (TypeError, ValueError):  # lists, dicts, ... inside an object column
-        out = values.map(_scalar_float)
-    numbers = np.asarray(out, dtype="float64")
+    # With errors="coerce", lists, dicts and other objects inside an object column become NaN as well.
+    numbers = np.asarray(pd.to_numeric(values, errors="coerce"), dtype="float64")
     # "1e400" parses to inf: not a usable number either, so it fails the non-null expectation like "abc".
     return pd.Series(np.where(np.isfinite(numbers), numbers, np.nan), index=values.index)
-
-
-def _scalar_float(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
 
 
 def _one_ts(value: Any) -> pd.Timestamp:

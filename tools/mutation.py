@@ -72,6 +72,18 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/trading/test_risk.py",
         "tests/trading/test_risk_mutation_gaps.py",
     ),
+    # stats.py's own tests (numbers by hand, seconds); the walk-forward/evaluation tests train agents.
+    "pipeline/backtest/stats.py": (
+        "tests/backtest/test_backtest_stats.py",
+        "tests/backtest/test_backtest_stats_mutation_gaps.py",
+    ),
+    # the baselines on hand-built markets (seconds); of the look-ahead tests only the baselines' one, the
+    # others train an agent per test.
+    "pipeline/backtest/policies.py": (
+        "tests/backtest/test_backtest_metrics.py",
+        "tests/backtest/test_backtest_policies_mutation_gaps.py",
+        "tests/backtest/test_backtest_lookahead.py::test_baselines_never_look_ahead",
+    ),
 }
 #: Tests left out of mutation runs, with the reason. Under the stats run's tracing on a busy machine these
 #: miss their timing by a few milliseconds, and one failure there stops the whole run.

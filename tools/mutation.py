@@ -84,6 +84,19 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/backtest/test_backtest_policies_mutation_gaps.py",
         "tests/backtest/test_backtest_lookahead.py::test_baselines_never_look_ahead",
     ),
+    # state.py's own tests and its gaps (SQLite and PostgreSQL, seconds); the rest of tests/trading starts
+    # the simulator and a model server per test.
+    "pipeline/trading/state.py": (
+        "tests/trading/test_kill_switch.py",
+        "tests/trading/test_state_mutation_gaps.py",
+    ),
+    # clock.py is pure: its own tests (the simulator one is marked integration) and its gaps.
+    "pipeline/trading/clock.py": (
+        "tests/trading/test_clock.py",
+        "tests/trading/test_clock_mutation_gaps.py",
+    ),
+    # decider.py against a fake transport (seconds); the trading tests reach it only through a model server.
+    "pipeline/trading/decider.py": ("tests/trading/test_decider_mutation_gaps.py",),
 }
 #: Tests left out of mutation runs, with the reason. Under the stats run's tracing on a busy machine these
 #: miss their timing by a few milliseconds, and one failure there stops the whole run.

@@ -97,6 +97,11 @@ TESTS: dict[str, tuple[str, ...]] = {
     ),
     # decider.py against a fake transport (seconds); the trading tests reach it only through a model server.
     "pipeline/trading/decider.py": ("tests/trading/test_decider_mutation_gaps.py",),
+    # brokers.py against a fake KIS client (seconds); the mirror folder tests/trading starts the simulator
+    # and a model server per test.
+    "pipeline/trading/brokers.py": ("tests/trading/test_brokers_mutation_gaps.py",),
+    # types.py: its own gaps file (seconds); the fast orders/reconcile/risk tests also kill its 5 mutants.
+    "pipeline/trading/types.py": ("tests/trading/test_types_mutation_gaps.py",),
 }
 #: Tests left out of mutation runs, with the reason. Under the stats run's tracing on a busy machine these
 #: miss their timing by a few milliseconds, and one failure there stops the whole run.

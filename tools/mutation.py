@@ -102,6 +102,19 @@ TESTS: dict[str, tuple[str, ...]] = {
     "pipeline/trading/brokers.py": ("tests/trading/test_brokers_mutation_gaps.py",),
     # types.py: its own gaps file (seconds); the fast orders/reconcile/risk tests also kill its 5 mutants.
     "pipeline/trading/types.py": ("tests/trading/test_types_mutation_gaps.py",),
+    # the backtest loop on hand-built bars and a scripted policy (seconds); walk-forward tests train agents.
+    "pipeline/backtest/engine.py": (
+        "tests/backtest/test_backtest_metrics.py",
+        "tests/backtest/test_backtest_engine_mutation_gaps.py",
+    ),
+    # folds by hand and the walk-forward loop with a train spy and a stand-in agent (seconds); the other
+    # walk-forward tests train A3C agents per mutant.
+    "pipeline/backtest/walkforward.py": (
+        "tests/backtest/test_backtest_walkforward.py::test_folds_are_time_ordered_with_embargo_and_tile_the_end",
+        "tests/backtest/test_backtest_walkforward_mutation_gaps.py",
+    ),
+    # the check on hand-built bars (seconds); most of test_backtest_lookahead.py trains agents.
+    "pipeline/backtest/lookahead.py": ("tests/backtest/test_backtest_lookahead_mutation_gaps.py",),
 }
 #: Tests left out of mutation runs, with the reason. Under the stats run's tracing on a busy machine these
 #: miss their timing by a few milliseconds, and one failure there stops the whole run.
@@ -195,8 +208,10 @@ def run_module(module: str, root: Path, out: Path, tests: list[str], max_childre
     prepare(work, root, mutmut_config(module, tests, isolation))
     mutmut = Path(sys.executable).with_name("mutmut")
     cmd = [str(mutmut), "run", "--max-children", str(max_children)]
+    # mutmut runs copies of the tests, which no longer sit beside shared/: point the real-data tests at it
+    env = {"KRX_TEST_KRX_DATA": str(root.resolve().parent / "shared" / "data" / "krx")} | dict(os.environ)
     with open(work / "mutmut.log", "w", encoding="utf-8") as log:
-        done = subprocess.run(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT, check=False)
+        done = subprocess.run(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT, check=False, env=env)
     meta = work / "mutants" / (module + ".meta")
     if not meta.exists():
         tail = (work / "mutmut.log").read_text(encoding="utf-8", errors="replace")[-2000:]

@@ -71,10 +71,9 @@ def _rows_equal(a: PerBar, b: PerBar) -> np.ndarray:
     x, y = a.to_numpy(), b.to_numpy()
     if x.ndim == 1:
         x, y = x[:, None], y[:, None]
-    if x.dtype.kind == "f" or y.dtype.kind == "f":
-        both_nan = np.isnan(x.astype(float)) & np.isnan(y.astype(float))
-        return ((x == y) | both_nan).all(axis=1)  # type: ignore[no-any-return]
-    return (x == y).all(axis=1)  # type: ignore[no-any-return]
+    # pd.isna, not np.isnan of floats: object outputs (labels, mixed frames) carry NaN too.
+    both_nan = pd.isna(x) & pd.isna(y)
+    return ((x == y) | both_nan).all(axis=1)  # type: ignore[no-any-return]
 
 
 def policy_decisions(policy: Policy, market: MarketArrays, config: EnvConfig) -> pd.Series:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-KRX_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "krx"
+#: ``shared/data/krx`` beside the checkout; ``KRX_TEST_KRX_DATA`` points elsewhere (``tools/mutation.py``
+#: sets it, since its scratch copies of the tests do not sit beside ``shared/``).
+KRX_DIR = Path(
+    os.environ.get("KRX_TEST_KRX_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data" / "krx"
+)
 KRX_CODES = ("091160", "091180", "102960", "102970", "117460", "139230", "143860", "229200")
 
 

@@ -56,6 +56,16 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/backtest/test_backtest_metrics.py",
         "tests/backtest/test_backtest_metrics_mutation_gaps.py",
     ),
+    # store/validation.py and store/bars.py against their own tests (seconds per mutant); the migration,
+    # engine and quarantine tests in tests/store build a PostgreSQL schema per test without reaching them.
+    "pipeline/store/validation.py": (
+        "tests/store/test_store_mutation_gaps.py",
+        "tests/store/test_store_bars.py",
+    ),
+    "pipeline/store/bars.py": (
+        "tests/store/test_store_mutation_gaps.py",
+        "tests/store/test_store_bars.py",
+    ),
     "pipeline/store/quarantine.py": ("tests/store", "tests/validation/test_validation_store.py"),
     "pipeline/store/regimes.py": ("tests/store", "tests/registry/test_registry_regimes.py"),
     "pipeline/rl/env.py": (

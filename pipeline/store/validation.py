@@ -82,16 +82,23 @@ def _add(reasons: pd.Series, mask: pd.Series | np.ndarray, text: str) -> pd.Seri
     return reasons
 
 
-def _coerce_ts(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """Timestamps as UTC, plus a mask of values that carried no time zone (refused, not guessed)."""
+def _coerce_ts(values: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """Timestamps as UTC, plus masks of values that carried no time zone and of bare numbers (both refused,
+    not guessed: a number's epoch unit, seconds to nanoseconds, is anyone's guess)."""
+    none = np.zeros(len(values), dtype=bool)
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC"), np.zeros(len(values), dtype=bool)
+        return values.dt.tz_convert("UTC"), none, none
     if pd.api.types.is_datetime64_dtype(values.dtype):
         raise ValueError(f"column 'ts' is timezone-naive: localise it (e.g. {TZ_NAME}) before storing")
-    # Mixed input from a broker or a file (Timestamps, strings, blanks): judge each value on its own.
+    # Mixed input from a broker or a file (Timestamps, strings, numbers, blanks): judge each value on its own.
     naive = np.array([_is_naive(v) for v in values], dtype=bool)
-    parsed = pd.to_datetime(values.where(~naive), errors="coerce", utc=True, format="mixed")
-    return parsed, naive
+    number = np.array([_is_number(v) for v in values], dtype=bool)
+    parsed = pd.to_datetime(values.where(~naive & ~number), errors="coerce", utc=True, format="mixed")
+    return parsed, naive, number
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and not pd.isna(value)
 
 
 def _is_naive(value: object) -> bool:
@@ -145,7 +152,7 @@ def check_bars(df: pd.DataFrame, *, source: str = "unknown") -> CheckedBars:
     out = pd.DataFrame(index=df.index)
     out["symbol"] = df["symbol"].astype("string").str.strip()
     out["interval"] = df["interval"].astype("string").str.strip()
-    out["ts"], naive_ts = _coerce_ts(df["ts"])
+    out["ts"], naive_ts, number_ts = _coerce_ts(df["ts"])
     for col in [*PRICES, "volume"]:
         out[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     turnover = df["turnover"] if "turnover" in df.columns else pd.Series(np.nan, index=df.index)
@@ -158,7 +165,8 @@ def check_bars(df: pd.DataFrame, *, source: str = "unknown") -> CheckedBars:
     reasons = _add(reasons, out["interval"].isna() | (out["interval"] == ""), "interval is empty")
     reasons = _rule_reasons(reasons, out)
     reasons = _add(reasons, naive_ts, "ts has no time zone")
-    reasons = _add(reasons, out["ts"].isna() & ~naive_ts, "ts is missing or unparsable")
+    reasons = _add(reasons, number_ts, "ts is a bare number, not a time with a zone")
+    reasons = _add(reasons, out["ts"].isna() & ~naive_ts & ~number_ts, "ts is missing or unparsable")
     prices = out[PRICES].to_numpy()
     finite = np.isfinite(prices)
     for i, col in enumerate(PRICES):

@@ -94,6 +94,11 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/backtest/test_backtest_policies_mutation_gaps.py",
         "tests/backtest/test_backtest_lookahead.py::test_baselines_never_look_ahead",
     ),
+    # orders.py and reconcile.py against a fake broker and a SQLite store (plus two PostgreSQL cases): ms per
+    # test. The mirror folder tests/trading starts the simulator and a model server per test; test_faults.py
+    # and test_reconcile.py still run under make test.
+    "pipeline/trading/orders.py": ("tests/trading/test_orders_mutation_gaps.py",),
+    "pipeline/trading/reconcile.py": ("tests/trading/test_reconcile_mutation_gaps.py",),
     # state.py's own tests and its gaps (SQLite and PostgreSQL, seconds); the rest of tests/trading starts
     # the simulator and a model server per test.
     "pipeline/trading/state.py": (

@@ -43,6 +43,8 @@ from pipeline.trading.types import (
 )
 
 log = logging.getLogger(__name__)
+#: The reason an intent carries while the broker may or may not have its order: it is never sent again.
+UNKNOWN_OUTCOME = "outcome unknown"
 
 #: Seconds before an intent's time that a broker order may carry (clock skew between us and the broker).
 CLOCK_SKEW_S = 5.0
@@ -128,7 +130,8 @@ class OrderManager:
         row = self._row(key)
         if row is None:
             raise KeyError(f"no order intent {key}")
-        if row.status != INTENT:
+        # Past `intent`, or its outcome unknown (the broker may have it: only asking resolves it): not sent.
+        if row.status != INTENT or (row.reason or "").startswith(UNKNOWN_OUTCOME):
             return OrderOutcome(key, row.status, row.broker_order_no, row.reason, new=False)
         self._checkpoint("after_intent")
         if not self.broker.sends_orders:
@@ -145,7 +148,7 @@ class OrderManager:
             return OrderOutcome(key, REJECTED, None, f"rejected by the broker: {exc}")
         except KisError as exc:  # uncertain: the broker may have it; resolve by asking, never resend
             log.warning("order %s: outcome unknown (%s); resolving with the broker", key, type(exc).__name__)
-            self._update(key, reason=f"outcome unknown: {exc}")
+            self._update(key, reason=f"{UNKNOWN_OUTCOME}: {exc}")
             self._resolve_now(now)
             row = self._row(key)
             assert row is not None

@@ -296,6 +296,10 @@ def test_a_whole_column_of_epoch_numbers_is_refused_row_by_row() -> None:
     checked = check_bars(frame)
     assert checked.good.empty
     assert checked.rejected["reason"].tolist() == ["ts is a bare number, not a time with a zone"] * 2
+    # the same number twice is not read as a time either, so the rows are not also called duplicates
+    frame["ts"] = [1704153600, 1704153600]
+    twice = check_bars(frame).rejected["reason"].tolist()
+    assert twice == ["ts is a bare number, not a time with a zone"] * 2
 
 
 # --- the good frame ----------------------------------------------------------------------------------

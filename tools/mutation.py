@@ -66,8 +66,23 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/store/test_store_mutation_gaps.py",
         "tests/store/test_store_bars.py",
     ),
-    "pipeline/store/quarantine.py": ("tests/store", "tests/validation/test_validation_store.py"),
-    "pipeline/store/regimes.py": ("tests/store", "tests/registry/test_registry_regimes.py"),
+    # quarantine.py against its own tests and the end-to-end validation-store test (seconds per mutant);
+    # the migration and engine tests in tests/store build schemas without reaching it.
+    "pipeline/store/quarantine.py": (
+        "tests/store/test_store_quarantine.py",
+        "tests/store/test_store_quarantine_mutation_gaps.py",
+        "tests/validation/test_validation_store.py",
+    ),
+    # regimes.py against its gap tests (seconds); test_registry_regimes.py fits models per test.
+    "pipeline/store/regimes.py": ("tests/store/test_store_regimes_mutation_gaps.py",),
+    "pipeline/store/times.py": (
+        "tests/store/test_store_times_mutation_gaps.py",
+        "tests/store/test_store_mutation_gaps.py",
+    ),
+    "pipeline/store/load.py": (
+        "tests/store/test_store_load_mutation_gaps.py",
+        "tests/store/test_store_quarantine.py",
+    ),
     "pipeline/rl/env.py": (
         "tests/rl/test_rl_env.py",
         "tests/rl/test_rl_env_sizing.py",

@@ -132,6 +132,9 @@ TESTS: dict[str, tuple[str, ...]] = {
     "pipeline/trading/brokers.py": ("tests/trading/test_brokers_mutation_gaps.py",),
     # types.py: its own gaps file (seconds); the fast orders/reconcile/risk tests also kill its 5 mutants.
     "pipeline/trading/types.py": ("tests/trading/test_types_mutation_gaps.py",),
+    # engine.py against a fake broker and a fake decider (seconds); tests/trading starts the simulator and a
+    # model server per test.
+    "pipeline/trading/engine.py": ("tests/trading/test_engine_mutation_gaps.py",),
     # the backtest loop on hand-built bars and a scripted policy (seconds); walk-forward tests train agents.
     "pipeline/backtest/engine.py": (
         "tests/backtest/test_backtest_metrics.py",

@@ -5,6 +5,7 @@ reach the book) plus a migrated store."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,3 +114,18 @@ def minutes(
         out.append(t)
         t += dt.timedelta(minutes=1)
     return out
+
+
+#: UTC (servers), UTC+14 (KST's midnight is already the next day there) and UTC-10 (KST's morning is still
+#: the previous day there): POSIX spellings, so no tz database is needed.
+MACHINE_ZONES = ["UTC0", "LINT-14", "HST10"]
+
+
+@pytest.fixture
+def machine_tz(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The process runs in the POSIX time zone ``request.param`` (``TZ`` + ``tzset``), restored after."""
+    monkeypatch.setenv("TZ", request.param)
+    time.tzset()
+    yield request.param
+    monkeypatch.undo()
+    time.tzset()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
@@ -39,6 +38,7 @@ from pipeline.trading.orders import (
     stored_positions,
 )
 from pipeline.trading.types import BrokerOrder, ProposedOrder
+from tests.trading.conftest import MACHINE_ZONES
 
 #: A Tuesday of 2025: the stock sell tax then (0.15 %) is not today's, so the fill's own day is checked.
 DAY = dt.date(2025, 7, 15)
@@ -51,20 +51,6 @@ def kst(hh: int, mm: int, ss: float = 0.0, day: dt.date = DAY) -> dt.datetime:
 
 NOW = kst(10, 0)
 DECIDED = kst(9, 59)
-
-
-@pytest.fixture
-def machine_tz(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The process runs in the POSIX time zone ``request.param`` (``TZ`` + ``tzset``), restored after."""
-    monkeypatch.setenv("TZ", request.param)
-    time.tzset()
-    yield request.param
-    monkeypatch.undo()
-    time.tzset()
-
-
-#: UTC (servers), UTC+14 and UTC-10: POSIX spellings, so no tz database is needed.
-MACHINE_ZONES = ["UTC0", "LINT-14", "HST10"]
 
 
 class FakeBroker:

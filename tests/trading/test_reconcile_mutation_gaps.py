@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ from pipeline.trading import state
 from pipeline.trading.orders import apply_fill, stored_positions
 from pipeline.trading.reconcile import Difference, reconcile, snapshot, start_of_day_equity
 from pipeline.trading.types import AccountState, BrokerPosition
+from tests.trading.conftest import MACHINE_ZONES
 
 DAY = dt.date(2025, 7, 15)
 MIDNIGHT = dt.datetime.combine(DAY, dt.time(0), KST)
@@ -174,17 +174,7 @@ def test_a_snapshot_at_midnight_or_after_belongs_to_the_new_day(engine: Engine) 
     assert start_of_day_equity(engine, "main", NOW) == 100.0
 
 
-@pytest.fixture
-def machine_tz(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The process runs in the POSIX time zone ``request.param`` (``TZ`` + ``tzset``), restored after."""
-    monkeypatch.setenv("TZ", request.param)
-    time.tzset()
-    yield request.param
-    monkeypatch.undo()
-    time.tzset()
-
-
-@pytest.mark.parametrize("machine_tz", ["UTC0", "LINT-14", "HST10"], indirect=True)
+@pytest.mark.parametrize("machine_tz", MACHINE_ZONES, indirect=True)
 def test_the_day_is_the_kst_day_whatever_the_machines_zone(engine: Engine, machine_tz: str) -> None:
     # 08:00 KST is still the previous day in UTC (and in UTC-10); in UTC+14 it is the same day.
     equity_at(

@@ -5,8 +5,6 @@ configuration error names what broke (gaps found by mutation testing, ``tools/mu
 from __future__ import annotations
 
 import datetime as dt
-import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,23 +20,8 @@ from pipeline.trading.risk import (
     is_stale,
     load_limits,
 )
+from tests.trading.conftest import MACHINE_ZONES
 from tests.trading.test_risk import NOW, kst, limits, order, rules
-
-
-@pytest.fixture
-def machine_tz(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The process runs in the POSIX time zone ``request.param`` (``TZ`` + ``tzset``), restored after."""
-    monkeypatch.setenv("TZ", request.param)
-    time.tzset()
-    yield request.param
-    monkeypatch.undo()
-    time.tzset()
-
-
-#: UTC (servers), UTC+14 (KST's midnight is already the next day there) and UTC-10 (KST's morning is still
-#: the previous day there): POSIX spellings, so no tz database is needed.
-MACHINE_ZONES = ["UTC0", "LINT-14", "HST10"]
-
 
 # --- exactly at a limit -----------------------------------------------------------------------
 

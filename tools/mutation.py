@@ -148,6 +148,13 @@ TESTS: dict[str, tuple[str, ...]] = {
     ),
     # the check on hand-built bars (seconds); most of test_backtest_lookahead.py trains agents.
     "pipeline/backtest/lookahead.py": ("tests/backtest/test_backtest_lookahead_mutation_gaps.py",),
+    # db.py, migrate.py, pgcopy.py, schema.py against their own gap tests (SQLite files, one PostgreSQL schema
+    # per module, fakes for alembic's upgrade: seconds). test_store_engine.py and test_store_migrations.py
+    # run a full migration per test (seconds per mutant of every function they touch).
+    "pipeline/store/db.py": ("tests/store/test_store_db_mutation_gaps.py",),
+    "pipeline/store/migrate.py": ("tests/store/test_store_migrate_mutation_gaps.py",),
+    "pipeline/store/pgcopy.py": ("tests/store/test_store_pgcopy_mutation_gaps.py",),
+    "pipeline/store/schema.py": ("tests/store/test_store_schema_mutation_gaps.py",),
 }
 #: Tests left out of mutation runs, with the reason. Under the stats run's tracing on a busy machine these
 #: miss their timing by a few milliseconds, and one failure there stops the whole run.

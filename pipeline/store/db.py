@@ -31,8 +31,10 @@ def create_store_engine(url: str, *, echo: bool = False) -> Engine:
     """A new engine for ``url``; SQLite parent folders are created and pragmas applied."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        database = parsed.database
+        # a "file:" URI (``?uri=true``) is no path: making its "parent" would leave a file: folder here
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, echo=echo)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine

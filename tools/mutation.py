@@ -155,6 +155,10 @@ TESTS: dict[str, tuple[str, ...]] = {
     "pipeline/store/migrate.py": ("tests/store/test_store_migrate_mutation_gaps.py",),
     "pipeline/store/pgcopy.py": ("tests/store/test_store_pgcopy_mutation_gaps.py",),
     "pipeline/store/schema.py": ("tests/store/test_store_schema_mutation_gaps.py",),
+    # cli.py against a hand-filled SQLite store (plus one PostgreSQL case) and the commands in-process
+    # (seconds); test_trading_cli.py's first test runs the console script in subprocesses (~35 s) and the
+    # rest migrate a store through `krx db upgrade` per test.
+    "pipeline/trading/cli.py": ("tests/trading/test_trading_cli_mutation_gaps.py",),
 }
 #: Tests left out of mutation runs, with the reason. Under the stats run's tracing on a busy machine these
 #: miss their timing by a few milliseconds, and one failure there stops the whole run.

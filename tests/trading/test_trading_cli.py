@@ -33,6 +33,7 @@ def _status_json(*args: str) -> dict:
     return json.loads(result.output)
 
 
+@pytest.mark.integration
 def test_halt_then_status_then_resume_as_a_person_runs_them(tmp_path: Path) -> None:
     """The real console script, one process per command: the switch lives in the store, not a process."""
     env = {

@@ -47,10 +47,6 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/kis/test_kis_session_mutation_gaps.py",
         "tests/kis/test_kis_envelopes.py",
     ),
-    "pipeline/validation/offline.py": (
-        "tests/reports/test_reports_offline.py",
-        "tests/validation/test_validation_bars.py",
-    ),
     # metrics.py's own tests (hand-built paths, seconds); the walk-forward tests train agents per mutant.
     "pipeline/backtest/metrics.py": (
         "tests/backtest/test_backtest_metrics.py",
@@ -159,6 +155,19 @@ TESTS: dict[str, tuple[str, ...]] = {
     # (seconds); test_trading_cli.py's first test runs the console script in subprocesses (~35 s) and the
     # rest migrate a store through `krx db upgrade` per test.
     "pipeline/trading/cli.py": ("tests/trading/test_trading_cli_mutation_gaps.py",),
+    # bars.py's pandas helpers on hand-built frames, and validate_bars against a recording stand-in for
+    # run_suite (seconds): a real GX run costs ~0.45 s CPU per validate_bars call once its context exists
+    # (5 s for the first), and tests/validation makes ~100 such calls per surviving mutant (one a minute).
+    "pipeline/validation/bars.py": ("tests/validation/test_validation_bars_mutation_gaps.py",),
+    # offline.py on hand-written pages and a small stand-in vendor/ folder (seconds); the report tests'
+    # data_docs fixture renders two GX runs with Data Docs (~1 min on the shared cores) and
+    # test_validation_bars.py is GX-bound, per mutant.
+    "pipeline/validation/offline.py": (
+        "tests/validation/test_validation_offline_mutation_gaps.py",
+        "tests/reports/test_reports_offline.py::test_a_page_is_pointed_at_the_local_copies_relative_to_its_folder",
+        "tests/reports/test_reports_offline.py::test_an_existing_site_is_rewritten_whole_once_then_only_what_a_run_wrote",
+        "tests/reports/test_reports_offline.py::test_every_cdn_asset_in_the_gx_templates_has_a_local_copy",
+    ),
 }
 #: Tests left out of mutation runs, with the reason. Under the stats run's tracing on a busy machine these
 #: miss their timing by a few milliseconds, and one failure there stops the whole run.

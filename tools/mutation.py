@@ -168,6 +168,21 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/reports/test_reports_offline.py::test_an_existing_site_is_rewritten_whole_once_then_only_what_a_run_wrote",
         "tests/reports/test_reports_offline.py::test_every_cdn_asset_in_the_gx_templates_has_a_local_copy",
     ),
+    # report.py: the walk-forward it asks for, the CSV and summary it hands back, with a stand-in
+    # run_walkforward and read_bars (seconds); the walk-forward tests train agents per mutant.
+    "pipeline/backtest/report.py": (
+        "tests/backtest/test_backtest_report.py",
+        "tests/backtest/test_backtest_report_mutation_gaps.py",
+    ),
+    # plot.py: the figure's series, labels and PNG, drawn from hand-built results (seconds per mutant).
+    "pipeline/backtest/plot.py": ("tests/backtest/test_backtest_plot_mutation_gaps.py",),
+    # suite.py: the suite's expectations, a GX run on a 14-row frame and one Data Docs run in two folders,
+    # each on a GX context of its own (seconds); tests/validation runs GX on realistic frames per test
+    # (about 10 min for the folder, per mutant).
+    "pipeline/validation/suite.py": (
+        "tests/validation/test_validation_suite_mutation_gaps.py",
+        "tests/validation/test_validation_mutation_gaps.py::test_expectation_labels_name_the_type_and_columns",
+    ),
 }
 #: Tests left out of mutation runs, with the reason. Under the stats run's tracing on a busy machine these
 #: miss their timing by a few milliseconds, and one failure there stops the whole run.

@@ -161,6 +161,15 @@ def expectation_label(config: Any) -> str:
     return f"{config.type}({', '.join(str(c) for c in cols)})"
 
 
+def _raised(info: dict[str, Any] | None) -> str:
+    """The messages of the exceptions an expectation raised ("" when none). GX 1.x keys them by the metric
+    that failed (``{metric id: {"raised_exception": ...}}``); the flat form is an expectation's own."""
+    info = info or {}
+    entries = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    messages = [str(e.get("exception_message")) for e in entries if e.get("raised_exception")]
+    return "; ".join(dict.fromkeys(messages))
+
+
 def run_suite(typed: pd.DataFrame, *, docs_dir: Path | None, run_name: str) -> SuiteRun:
     """Validate ``typed`` (RangeIndex) against the bars suite; Data Docs go to ``docs_dir`` when given."""
     from great_expectations.core.run_identifier import RunIdentifier
@@ -186,9 +195,10 @@ def run_suite(typed: pd.DataFrame, *, docs_dir: Path | None, run_name: str) -> S
     for item in validation.results:
         label = expectation_label(item.expectation_config)
         rows = [int(i) for i in (item.result or {}).get("unexpected_index_list") or []]
-        if not item.success and not rows and item.exception_info.get("raised_exception"):
+        raised = _raised(item.exception_info)
+        if not item.success and not rows and raised:
             # An expectation that crashed flags nothing row-wise; it is reported, not silently passed.
-            log.warning("expectation %s raised: %s", label, item.exception_info.get("exception_message"))
+            log.warning("expectation %s raised: %s", label, raised)
         results.append({"name": label, "success": bool(item.success), "unexpected_count": len(rows)})
         if rows:
             flagged[label] = rows

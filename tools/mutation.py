@@ -183,6 +183,10 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/validation/test_validation_suite_mutation_gaps.py",
         "tests/validation/test_validation_mutation_gaps.py::test_expectation_labels_name_the_type_and_columns",
     ),
+    # eod.py against a SQLite store filled by hand, a file-based MLflow store in tmp_path and a figure whose
+    # savefig is recorded (ms to ~1 s per test); test_eod.py's run_eod tests (real SQLite MLflow store,
+    # real figure, both store backends) take 10-25 s each and reach almost every function.
+    "pipeline/trading/eod.py": ("tests/trading/test_eod_mutation_gaps.py",),
 }
 #: Tests left out of mutation runs, with the reason. Under the stats run's tracing on a busy machine these
 #: miss their timing by a few milliseconds, and one failure there stops the whole run.

@@ -187,6 +187,13 @@ TESTS: dict[str, tuple[str, ...]] = {
     # savefig is recorded (ms to ~1 s per test); test_eod.py's run_eod tests (real SQLite MLflow store,
     # real figure, both store backends) take 10-25 s each and reach almost every function.
     "pipeline/trading/eod.py": ("tests/trading/test_eod_mutation_gaps.py",),
+    # the evaluation with run_walkforward replaced by a stand-in that plays back chosen metrics rows and
+    # equity paths, plus one pass through the real walk-forward with a train spy (seconds); the
+    # evaluation's own tests train A3C agents or run `krx evaluate` on real data per mutant.
+    "pipeline/backtest/evaluation.py": ("tests/backtest/test_backtest_evaluation_mutation_gaps.py",),
+    # tuning with evaluate_agent replaced by a stand-in answering chosen validation figures (ms); the
+    # tuning tests train agents per candidate.
+    "pipeline/backtest/tuning.py": ("tests/backtest/test_backtest_tuning_mutation_gaps.py",),
 }
 #: Tests left out of mutation runs, with the reason. Under the stats run's tracing on a busy machine these
 #: miss their timing by a few milliseconds, and one failure there stops the whole run.

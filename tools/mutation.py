@@ -86,7 +86,10 @@ TESTS: dict[str, tuple[str, ...]] = {
         "tests/rl/test_rl_instruments.py",
         "tests/rl/test_rl_env_mutation_gaps.py",
     ),
-    "pipeline/rl/a3c.py": ("tests/rl/test_rl_a3c.py", "tests/rl/test_rl_train.py"),
+    # a3c.py in one process (seconds per mutant): SharedAdam against torch's Adam and by hand, the loss of
+    # hand-made rollouts, the schedule, seeds, the inverse-CDF draw and one update replayed by hand.
+    # test_rl_train.py trains agents per mutant; the worker-process tests are marked integration.
+    "pipeline/rl/a3c.py": ("tests/rl/test_rl_a3c.py", "tests/rl/test_rl_a3c_mutation_gaps.py"),
     # risk.py's pure tests (seconds); the mirror folder tests/trading starts the simulator and a model
     # server per test. test_kill_switch.py guards state.py, not risk.py.
     "pipeline/trading/risk.py": (
@@ -128,9 +131,12 @@ TESTS: dict[str, tuple[str, ...]] = {
     "pipeline/trading/brokers.py": ("tests/trading/test_brokers_mutation_gaps.py",),
     # types.py: its own gaps file (seconds); the fast orders/reconcile/risk tests also kill its 5 mutants.
     "pipeline/trading/types.py": ("tests/trading/test_types_mutation_gaps.py",),
-    # engine.py against a fake broker and a fake decider (seconds); tests/trading starts the simulator and a
-    # model server per test.
-    "pipeline/trading/engine.py": ("tests/trading/test_engine_mutation_gaps.py",),
+    # engine.py against a fake broker and a fake decider on a SQLite store copied from one migrated per
+    # process (seconds); tests/trading starts the simulator and a model server per test.
+    "pipeline/trading/engine.py": (
+        "tests/trading/test_engine_mutation_gaps.py",
+        "tests/trading/test_engine_mutation_gaps2.py",
+    ),
     # the backtest loop on hand-built bars and a scripted policy (seconds); walk-forward tests train agents.
     "pipeline/backtest/engine.py": (
         "tests/backtest/test_backtest_metrics.py",

@@ -158,34 +158,36 @@ class A3CWorker:
         )
         return metrics
 
-    @torch.no_grad()
     def _collect(self) -> tuple[RolloutBuffer, list[float]]:
         """Step the envs n times with the local policy (no graph); returns the buffer and finished returns."""
-        cfg = self.config
-        buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, self.env.obs_dim, cfg.gamma, cfg.gae_lambda)
-        finished: list[float] = []
-        while not buffer.full():
-            logits, self.state = self.local.act_step(
+        # a block, not a decorator: the same no-graph stepping (mutmut skips decorated functions)
+        with torch.no_grad():
+            cfg = self.config
+            buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, self.env.obs_dim, cfg.gamma, cfg.gae_lambda)
+            finished: list[float] = []
+            while not buffer.full():
+                logits, self.state = self.local.act_step(
+                    torch.from_numpy(self.obs), self.state, torch.from_numpy(self.episode_start)
+                )
+                # Inverse-CDF sampling in NumPy: a [B] draw from pi(.|s_t), cheaper than torch.multinomial.
+                cdf = logits.softmax(-1).numpy().cumsum(1)  # [B, A]
+                action = (self.rng.random((len(cdf), 1)) > cdf[:, :-1]).sum(1)  # [B]
+                obs, reward, terminated, truncated, info = self.env.step(action)
+                if not cfg.bootstrap_truncated:  # the biased variant, kept to measure the bias
+                    terminated, truncated = terminated | truncated, np.zeros_like(truncated)
+                final_value = self._final_values(truncated, info)  # [B], 0 where not truncated
+                start = self.episode_start
+                reward = reward * cfg.reward_scale
+                buffer.add(self.obs, action, reward, terminated, truncated, start, final_value)
+                done = terminated | truncated
+                self.obs, self.episode_start = obs, done.astype(np.float32)
+                if "episode_return" in info:
+                    finished += [float(x) for x in info["episode_return"][done]]
+            _, last_value, _ = self.local.step(
                 torch.from_numpy(self.obs), self.state, torch.from_numpy(self.episode_start)
             )
-            # Inverse-CDF sampling in NumPy: a [B] draw from pi(.|s_t), cheaper than torch.multinomial.
-            cdf = logits.softmax(-1).numpy().cumsum(1)  # [B, A]
-            action = (self.rng.random((len(cdf), 1)) > cdf[:, :-1]).sum(1)  # [B]
-            obs, reward, terminated, truncated, info = self.env.step(action)
-            if not cfg.bootstrap_truncated:  # the biased variant, kept to measure the bias
-                terminated, truncated = terminated | truncated, np.zeros_like(truncated)
-            final_value = self._final_values(truncated, info)  # [B], 0 where not truncated
-            start = self.episode_start
-            buffer.add(self.obs, action, reward * cfg.reward_scale, terminated, truncated, start, final_value)
-            done = terminated | truncated
-            self.obs, self.episode_start = obs, done.astype(np.float32)
-            if "episode_return" in info:
-                finished += [float(x) for x in info["episode_return"][done]]
-        _, last_value, _ = self.local.step(
-            torch.from_numpy(self.obs), self.state, torch.from_numpy(self.episode_start)
-        )
-        self.last_values = last_value.double().numpy()  # [B], V(s_n) for bootstrapping
-        return buffer, finished
+            self.last_values = last_value.double().numpy()  # [B], V(s_n) for bootstrapping
+            return buffer, finished
 
     def _final_values(self, truncated: np.ndarray, info: Info) -> np.ndarray:
         """V(final observation) [B] of the envs whose episode a time limit cut (0 elsewhere), evaluated with

@@ -6,7 +6,11 @@ session and minute specs once per closed bar, risk rejections are recorded (gaps
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
+import functools
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,6 +24,7 @@ from pipeline.config import Settings
 from pipeline.kis.errors import KisRejectedError, KisTemporaryError
 from pipeline.market import KST, InstrumentKind, fee_rate, front_contract, tick_size
 from pipeline.store.db import create_store_engine
+from pipeline.store.migrate import upgrade
 from pipeline.store.schema import decisions, orders, trading_events
 from pipeline.trading import state
 from pipeline.trading.decider import Decision, ModelUnavailable, WindowRequest
@@ -129,6 +134,25 @@ class FakeDecider:
         if self.unavailable is not None:
             return [ModelUnavailable(self.unavailable) for _ in requests]
         return [Decision(r.spec, self.action, self.level, "v7") for r in requests]
+
+
+@functools.cache
+def migrated_store() -> Path:
+    """One migrated SQLite store per process, copied for each test: migrating takes most of a test's time,
+    and mutation testing runs these tests for each of about a thousand mutants."""
+    folder = Path(tempfile.mkdtemp(prefix="krx-engine-store-"))
+    atexit.register(shutil.rmtree, folder, True)
+    engine = create_store_engine(f"sqlite:///{folder / 'store.db'}")
+    upgrade(engine)
+    engine.dispose()
+    return folder / "store.db"
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh, migrated SQLite store in the test's temp folder (a copy of :func:`migrated_store`)."""
+    shutil.copyfile(migrated_store(), tmp_path / "store.db")
+    return f"sqlite:///{tmp_path / 'store.db'}"
 
 
 @pytest.fixture

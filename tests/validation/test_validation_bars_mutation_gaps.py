@@ -45,9 +45,11 @@ from pipeline.validation.bars import (
     validate_bars,
 )
 from pipeline.validation.suite import SuiteRun
+from tests.logs import ModuleRecords, module_records
 
 UTC = "datetime64[ns, UTC]"
 STOCK, FUTURES = InstrumentKind.STOCK, InstrumentKind.FUTURES
+
 LOGGER = "pipeline.validation.bars"
 
 
@@ -584,30 +586,10 @@ def test_good_rows_are_typed_for_the_store() -> None:
     assert shifted.index.tolist() == [0, 1] and shifted["symbol"].tolist() == ["B", "C"]
 
 
-class _Records(logging.Handler):
-    """Collects the records of the module's own logger (earlier tests may have disabled propagation)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[tuple[int, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append((record.levelno, record.getMessage()))
-
-
 @pytest.fixture
-def records() -> Iterator[_Records]:
-    logger, handler = logging.getLogger(LOGGER), _Records()
-    level, disabled = logger.level, logger.disabled
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    logger.disabled = False
-    try:
+def records() -> Iterator[ModuleRecords]:
+    with module_records(LOGGER) as handler:
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.disabled = disabled
 
 
 def _report(**kw: Any) -> BarsValidationReport:
@@ -621,7 +603,7 @@ def _report(**kw: Any) -> BarsValidationReport:
     return BarsValidationReport(**(base | kw))
 
 
-def test_the_log_line_of_a_run(records: _Records) -> None:
+def test_the_log_line_of_a_run(records: ModuleRecords) -> None:
     _log_report(_report(data_docs_path=Path("/x/index.html")), "run-1", 0.2)
     _log_report(_report(passed=True, failure_rate=0.0125), "run-2", 0.05)
     assert records.lines == [
@@ -694,7 +676,9 @@ def _raw(n: int = 4) -> pd.DataFrame:
     )
 
 
-def test_flagged_rows_are_quarantined_as_sent_with_their_reasons(suite: _Suite, records: _Records) -> None:
+def test_flagged_rows_are_quarantined_as_sent_with_their_reasons(
+    suite: _Suite, records: ModuleRecords
+) -> None:
     suite.flagged = {"expect_a(close)": [1], "expect_b(volume)": [1, 2]}
     raw = _raw()
     report = validate_bars(raw, run_name="ingest-1", max_failure_rate=0.5)

@@ -26,6 +26,7 @@ from pipeline.validation.offline import (
     site_path,
     vendored_files,
 )
+from tests.logs import ModuleRecords, module_records
 
 LOGGER = "pipeline.validation.offline"
 JQUERY = "https://code.jquery.com/jquery-3.7.1.min.js"
@@ -35,30 +36,10 @@ VEGA_LOCAL = "static/vendor/vega-5.33.1/build/vega.min.js"
 LOGO = "https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/logo-long.png"
 
 
-class _Records(logging.Handler):
-    """Collects the records of the module's own logger (earlier tests may have disabled propagation)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[tuple[int, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append((record.levelno, record.getMessage()))
-
-
 @pytest.fixture
-def records() -> Iterator[_Records]:
-    logger, handler = logging.getLogger(LOGGER), _Records()
-    level, disabled = logger.level, logger.disabled
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    logger.disabled = False
-    try:
+def records() -> Iterator[ModuleRecords]:
+    with module_records(LOGGER) as handler:
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.disabled = disabled
 
 
 @pytest.fixture
@@ -246,7 +227,7 @@ def test_a_new_vendored_build_rewrites_every_page_whatever_since(vendor: Path, t
 
 
 def test_external_assets_left_in_place_are_returned_and_warned_about(
-    vendor: Path, tmp_path: Path, records: _Records
+    vendor: Path, tmp_path: Path, records: ModuleRecords
 ) -> None:
     site = tmp_path / "site"
     for i in range(6):

@@ -85,8 +85,7 @@ def timescale_enabled(conn: Connection) -> bool:
     return row is not None
 
 
-@contextmanager
-def write_transaction(engine: Engine, *, exclusive: bool = False) -> Iterator[Connection]:
+def _write_transaction(engine: Engine, *, exclusive: bool = False) -> Iterator[Connection]:
     """One transaction for writes that must land together (a batch and its quarantine, a whole file).
 
     SQLite: ``BEGIN IMMEDIATE`` takes the write lock up front, so a second writer waits (busy timeout)
@@ -101,6 +100,10 @@ def write_transaction(engine: Engine, *, exclusive: bool = False) -> Iterator[Co
         yield conn
 
 
+# Generator functions wrapped here rather than decorated: mutmut 3 does not mutate decorated functions.
+write_transaction = contextmanager(_write_transaction)
+
+
 def hold_writers_lock(conn: Connection) -> None:
     """PostgreSQL: take the bars writers' lock shared until the transaction ends (re-entrant; a no-op on
     SQLite, whose IMMEDIATE transaction already excludes other writers). Taken first by every writer, so
@@ -109,8 +112,7 @@ def hold_writers_lock(conn: Connection) -> None:
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({BARS_WRITERS_LOCK})")
 
 
-@contextmanager
-def in_transaction(bind: Engine | Connection) -> Iterator[Connection]:
+def _in_transaction(bind: Engine | Connection) -> Iterator[Connection]:
     """``bind`` itself when it is a connection (the caller owns the transaction), else a new
     :func:`write_transaction` on the engine."""
     if isinstance(bind, Connection):
@@ -118,3 +120,6 @@ def in_transaction(bind: Engine | Connection) -> Iterator[Connection]:
         return
     with write_transaction(bind) as conn:
         yield conn
+
+
+in_transaction = contextmanager(_in_transaction)

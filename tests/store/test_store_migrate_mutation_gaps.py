@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from pipeline.store.migrate import (
 )
 from pipeline.store.schema import metadata
 from tests.conftest import PG_BASE_URL
+from tests.store.test_store_db_mutation_gaps import _sqlite_write_locked
 
 MIGRATION_LOCK = (
     "SELECT pg_try_advisory_xact_lock(hashtextextended("
@@ -79,20 +79,6 @@ class _FakeUpgrade:
         if self.fail:
             conn.exec_driver_sql("CREATE TABLE half_made (x integer)")
             raise RuntimeError("migration failed")
-
-
-def _sqlite_write_locked(path: Path) -> bool:
-    other = sqlite3.connect(path, timeout=0, isolation_level=None)
-    try:
-        other.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as exc:
-        assert "locked" in str(exc)
-        return True
-    else:
-        other.execute("ROLLBACK")
-        return False
-    finally:
-        other.close()
 
 
 def _file_lock_held(path: Path) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -296,6 +297,9 @@ def _chatter_to_file(path: Path) -> Path:
 
 #: The real KRX daily bars shipped beside the checkout (``shared/data/krx``, see its README).
 SHARED_KRX_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "krx"
+#: Every validation trial run on the shared data so far, kept in the repository so that a new machine's
+#: ``--tune`` / ``--tuned`` still counts them (the deflated Sharpe pays for every trial ever run).
+TUNING_LEDGER = Path(__file__).resolve().parents[1] / "docs" / "evaluation" / "tuning.json"
 
 
 @app.command("evaluate")
@@ -330,6 +334,17 @@ def evaluate(
         bool,
         typer.Option("--tuned", help="Evaluate the configuration --tune chose, counting all its trials."),
     ] = False,
+    pooled: Annotated[
+        bool,
+        typer.Option("--pooled", help="One agent per (year, seed) trained over every fund, judged per fund."),
+    ] = False,
+    ledger: Annotated[
+        Path,
+        typer.Option(
+            help="Earlier trials that start var/evaluate/tuning.json when it is missing (--tune, --tuned).",
+            envvar="KRX_EVALUATE_LEDGER",
+        ),
+    ] = TUNING_LEDGER,
 ) -> None:
     """Judge the agent on real KRX bars: import the CSVs into a fresh store, yearly walk-forward per
     instrument against buy-and-hold, SMA crossover, momentum and random; writes metrics.csv, summary.json
@@ -360,13 +375,19 @@ def evaluate(
         raise typer.Exit(2) from exc
     test_years = tuple(range(span[0], span[-1] + 1)) if "-" in years else tuple(span)
     config = AgentEvaluationConfig(
-        years=test_years, seeds=tuple(range(seeds)), total_steps=steps, configurations=configurations
+        years=test_years,
+        seeds=tuple(range(seeds)),
+        total_steps=steps,
+        configurations=configurations,
+        pooled=pooled,
     )
     config = quick_config(config) if quick else config
     out = get_settings().var_dir / "evaluate"
     if tune and tuned:
         console.print("[red]error[/]: --tune chooses, --tuned evaluates the choice: give one")
         raise typer.Exit(2)
+    if tune or tuned:
+        _start_from_ledger(out, ledger)
     if tuned:
         from pipeline.backtest.tuning import TUNING_FILE, chosen_config
 
@@ -397,6 +418,18 @@ def evaluate(
         console.print(f"  {key:18} {evaluation.headline[key]:.3f}")
     for kind, path in written.items():
         console.print(f"{kind}: {path}", soft_wrap=True)
+
+
+def _start_from_ledger(out: Path, ledger: Path) -> None:
+    """Copy the repository's record of trials to ``out`` when this machine has none yet."""
+    from pipeline.backtest.tuning import TUNING_FILE, load_trials
+
+    target = out / TUNING_FILE
+    if target.exists() or not ledger.is_file():
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ledger, target)
+    console.print(f"{len(load_trials(target))} earlier trials from {ledger} start {target}", soft_wrap=True)
 
 
 def _tune(bars: Any, config: Any, candidates: str | None, out: Path, say: Callable[[str], None]) -> None:

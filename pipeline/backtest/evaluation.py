@@ -24,12 +24,20 @@ from sqlalchemy.engine import Engine
 
 from pipeline.backtest.engine import BacktestResult
 from pipeline.backtest.stats import bootstrap_ci, deflated_sharpe, sharpe_ratio
-from pipeline.backtest.walkforward import Fold, WalkForwardConfig, run_walkforward, yearly_folds
+from pipeline.backtest.walkforward import (
+    BacktestHook,
+    Fold,
+    WalkForwardConfig,
+    backtest_fold,
+    run_walkforward,
+    yearly_folds,
+)
 from pipeline.data.csv_import import import_csv_files
 from pipeline.market import TZ_NAME, classify
 from pipeline.rl.config import TrainConfig
 from pipeline.rl.env import EnvConfig
 from pipeline.rl.instruments import instrument_spec
+from pipeline.rl.train import TrainResult, train
 from pipeline.store import read_bars
 from pipeline.store.migrate import upgrade
 
@@ -79,6 +87,11 @@ class AgentEvaluationConfig:
     ``pairs_beat_bh`` always counts each seed's own agent."""
     splits: tuple[str, ...] = ("val", "test")
     """Windows run; ``("val",)`` (tuning) never runs a test year, and the figures are validation's."""
+    pooled: bool = False
+    """``False``: one agent per (instrument, year, seed), trained on that instrument's bars alone.
+    ``True``: one agent per (year, seed), trained on every instrument's bars before that year's earliest
+    validation embargo (features per instrument, regimes and scaling pooled, each instrument's own costs),
+    then judged on each instrument's fold exactly as the per-instrument agents are."""
 
     def __post_init__(self) -> None:
         if self.policy not in ("agent", "ensemble"):
@@ -137,27 +150,99 @@ def evaluate_agent(
         splits=config.splits,
         ensemble=len(config.seeds) > 1,
     )
-    for symbol, series in bars.items():
-        index = pd.DatetimeIndex(series.index)
-        folds = yearly_folds(index, config.years, config.val_size, config.embargo, config.min_train_size)
-        if not folds:
-            if progress:
-                progress(f"{symbol}: no test year with {config.min_train_size} training bars before it")
-            continue
-        if progress:
-            progress(f"{symbol}: {len(folds)} test years x {len(config.seeds)} seeds")
+    scored = _scored_folds(bars, config, progress)
 
-        def keep(fold: Fold, split: str, seed: int, res: BacktestResult, symbol: str = symbol) -> None:
+    def keeper(symbol: str) -> BacktestHook:
+        def keep(fold: Fold, split: str, seed: int, res: BacktestResult) -> None:
             if split == config.scored_split and res.name in ("agent", "ensemble"):
                 equity = res.frame["equity"].to_numpy()
                 returns[(symbol, fold.index, seed)] = equity[1:] / equity[:-1] - 1.0
 
-        result = run_walkforward(series, config.train_config(symbol), wf, folds=folds, on_backtest=keep)
-        frames.append(result.metrics.assign(symbol=symbol).rename(columns={"fold": "year"}))
+        return keep
+
+    def add(symbol: str, rows: pd.DataFrame) -> None:
+        frames.append(rows.assign(symbol=symbol).rename(columns={"fold": "year"}))
+
+    if config.pooled:
+        for symbol, rows in _run_pooled(bars, scored, config, wf, keeper, progress).items():
+            add(symbol, rows)
+    else:
+        for symbol, folds in scored.items():
+            if progress:
+                progress(f"{symbol}: {len(folds)} test years x {len(config.seeds)} seeds")
+            train_config = config.train_config(symbol)
+            result = run_walkforward(bars[symbol], train_config, wf, folds=folds, on_backtest=keeper(symbol))
+            add(symbol, result.metrics)
     metrics = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     evaluation = AgentEvaluation(config=config, metrics=metrics, agent_returns=returns)
     evaluation.headline, evaluation.details = score(metrics, returns, config)
     return evaluation
+
+
+def _scored_folds(
+    bars: Mapping[str, pd.DataFrame], config: AgentEvaluationConfig, progress: Callable[[str], None] | None
+) -> dict[str, list[Fold]]:
+    """Each symbol's yearly folds (symbols without any are left out, and said so)."""
+    scored: dict[str, list[Fold]] = {}
+    for symbol, series in bars.items():
+        index = pd.DatetimeIndex(series.index)
+        folds = yearly_folds(index, config.years, config.val_size, config.embargo, config.min_train_size)
+        if folds:
+            scored[symbol] = folds
+        elif progress:
+            progress(f"{symbol}: no test year with {config.min_train_size} training bars before it")
+    return scored
+
+
+def _run_pooled(
+    bars: Mapping[str, pd.DataFrame],
+    scored: Mapping[str, Sequence[Fold]],
+    config: AgentEvaluationConfig,
+    wf: WalkForwardConfig,
+    keeper: Callable[[str], BacktestHook],
+    progress: Callable[[str], None] | None,
+) -> dict[str, pd.DataFrame]:
+    """Pooled agents per year (:func:`_train_pooled`), each judged on every instrument's fold of that year:
+    the metric rows per symbol, in the per-instrument run's order (symbol, then year)."""
+    judged: dict[str, list[dict[str, Any]]] = {symbol: [] for symbol in scored}
+    for year, found in _folds_by_year(scored).items():
+        agents = _train_pooled(bars, found, config, year, progress)
+        for symbol, fold in found.items():
+            env = config.train_config(symbol).env
+            judged[symbol] += backtest_fold(bars[symbol], fold, env, agents, wf, keeper(symbol))[0]
+    return {symbol: pd.DataFrame(rows) for symbol, rows in judged.items()}
+
+
+def _folds_by_year(scored: Mapping[str, Sequence[Fold]]) -> dict[int, dict[str, Fold]]:
+    """``{year: {symbol: fold}}``, years ascending, symbols in their given order."""
+    years = sorted({fold.index for folds in scored.values() for fold in folds})
+    return {
+        year: {symbol: fold for symbol, folds in scored.items() for fold in folds if fold.index == year}
+        for year in years
+    }
+
+
+def _train_pooled(
+    bars: Mapping[str, pd.DataFrame],
+    found: Mapping[str, Fold],
+    config: AgentEvaluationConfig,
+    year: int,
+    progress: Callable[[str], None] | None,
+) -> list[tuple[int, TrainResult]]:
+    """One agent per seed on every instrument's bars before ``year``'s earliest training cut-off (the first
+    embargo bar of any instrument judged that year), so no training bar reaches any validation window."""
+    cutoff = min(bars[symbol].index[fold.train.stop] for symbol, fold in found.items())
+    pool = {symbol: series[series.index < cutoff] for symbol, series in bars.items()}
+    pool = {symbol: series for symbol, series in pool.items() if len(series) >= config.min_train_size}
+    instruments = {symbol: instrument_spec(classify(symbol)) for symbol in pool}
+    if progress:
+        rows = sum(len(series) for series in pool.values())
+        progress(
+            f"pooled {year}: {len(pool)} instruments, {rows:,} training bars before {cutoff:%Y-%m-%d}, "
+            f"{len(config.seeds)} seeds, judged on {len(found)}"
+        )
+    base = config.train_config(next(iter(found)))
+    return [(seed, train(replace(base, seed=seed), pool, instruments)) for seed in config.seeds]
 
 
 def _fold_figures(split_rows: pd.DataFrame, strategy: str, bh: pd.DataFrame) -> pd.DataFrame:

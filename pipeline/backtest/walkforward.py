@@ -189,25 +189,36 @@ def _run_fold(
     wf: WalkForwardConfig,
     on_backtest: BacktestHook | None,
 ) -> tuple[list[dict[str, Any]], list[Path]]:
-    """One symbol's fold: each seed trained and backtested with the baselines, then their ensemble."""
+    """One symbol's fold: each seed trained on the fold's training bars, then :func:`backtest_fold`."""
+    trained = [(seed, train(replace(config, seed=seed), bars.iloc[fold.train])) for seed in wf.seeds]
+    return backtest_fold(bars, fold, config.env, trained, wf, on_backtest)
+
+
+def backtest_fold(
+    bars: pd.DataFrame,
+    fold: Fold,
+    env: EnvConfig,
+    trained: Sequence[tuple[int, TrainResult]],
+    wf: WalkForwardConfig,
+    on_backtest: BacktestHook | None = None,
+) -> tuple[list[dict[str, Any]], list[Path]]:
+    """One symbol's fold with agents already trained (``(seed, result)``, on this symbol's training bars or
+    on many symbols' bars before the fold): each seed's agent and the baselines backtested on the fold's
+    windows with ``env``'s costs, then the seeds' ensemble (``wf.ensemble``)."""
     windows = [(split, rng) for split, rng in (("val", fold.val), ("test", fold.test)) if split in wf.splits]
     rows: list[dict[str, Any]] = []
     figures: list[Path] = []
     members = []
-    for i, seed in enumerate(wf.seeds):
-        trained = train(replace(config, seed=seed), bars.iloc[fold.train])
-        agent = trained.agent
+    for i, (seed, result) in enumerate(trained):
+        agent = result.agent
         members.append(agent.model)
         market = agent.market(bars.iloc[: fold.test.stop])
-        extra = {"train_steps": trained.steps, "train_seconds": trained.seconds}
+        extra = {"train_steps": result.steps, "train_seconds": result.seconds}
         for split, rng in windows:
             start, end = _window(market, bars, rng)
-            results = [run_backtest(agent.policy(), market, config.env, start, end)]
+            results = [run_backtest(agent.policy(), market, env, start, end)]
             names = [b for b in wf.baselines if i == 0 or b == "random"]  # deterministic ones once
-            results += [
-                run_backtest(make_baseline(b, config.env, seed), market, config.env, start, end)
-                for b in names
-            ]
+            results += [run_backtest(make_baseline(b, env, seed), market, env, start, end) for b in names]
             rows += [
                 _row(fold, split, seed, res, wf, extra if res.name == "agent" else {}) for res in results
             ]
@@ -222,7 +233,7 @@ def _run_fold(
         # are fitted on the same training bars, whatever the agent's seed.
         for split, rng in windows:
             start, end = _window(market, bars, rng)
-            res = run_backtest(EnsemblePolicy(members), market, config.env, start, end)
+            res = run_backtest(EnsemblePolicy(members), market, env, start, end)
             rows.append(_row(fold, split, ENSEMBLE_SEED, res, wf, {}))
             if on_backtest is not None:
                 on_backtest(fold, split, ENSEMBLE_SEED, res)

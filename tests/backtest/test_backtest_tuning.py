@@ -162,12 +162,12 @@ def _invoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
 def test_krx_evaluate_tuned_needs_a_tuning_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not (SHARED_KRX_DATA / "229200.csv").exists():
         pytest.skip(f"no shared KRX data at {SHARED_KRX_DATA}")
-    result = _invoke(tmp_path, monkeypatch, "--tuned")
+    result = _invoke(tmp_path, monkeypatch, "--tuned", "--ledger", str(tmp_path / "no-ledger.json"))
     assert result.exit_code == 1 and "krx evaluate --tune" in result.output
     assert not (tmp_path / "evaluate" / "summary.json").exists()
     both = _invoke(tmp_path, monkeypatch, "--tune", "--tuned")
     assert both.exit_code == 2 and "give one" in both.output
-    unknown = _invoke(tmp_path, monkeypatch, "--tune", "--candidates", "base,wild")
+    unknown = _invoke(tmp_path, monkeypatch, "--tune", "--candidates", "base,wild", "--ledger", "none")
     assert unknown.exit_code == 2 and "wild" in unknown.output and "levels5" in unknown.output
     assert not (tmp_path / "evaluate" / TUNING_FILE).exists()
 
@@ -206,3 +206,25 @@ def test_trials_of_earlier_tunings_stay_counted(tmp_path: Path) -> None:
     assert second.best == wider
     assert chosen_config(write_tuning(second, tmp_path), AgentEvaluationConfig()).configurations == 4
     assert load_trials(tmp_path / "absent.json") == []
+
+
+def test_a_new_machine_starts_from_the_repository_ledger_of_trials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.backtest.tuning import CANDIDATES, Tuning, load_trials
+    from pipeline.cli import TUNING_LEDGER
+
+    # The ledger committed with the code holds the trials run so far, each a known candidate.
+    committed = load_trials(TUNING_LEDGER)
+    assert len(committed) >= 12 and {t.candidate for t in committed} <= set(CANDIDATES)
+    # A ledger of three trials; --tune with a bad candidate stops before any run, but the ledger has
+    # already started this machine's tuning.json; a second --tune does not overwrite it.
+    trials = [_trial("base", "agent", 0.5), _trial("base", "ensemble", 0.6), _trial("levels5", "agent", 0.4)]
+    ledger = write_tuning(Tuning(AgentEvaluationConfig(), trials), tmp_path / "repo")
+    result = _invoke(tmp_path, monkeypatch, "--tune", "--candidates", "wild", "--ledger", str(ledger))
+    assert result.exit_code == 2 and "3 earlier trials from" in result.output
+    mine = tmp_path / "evaluate" / TUNING_FILE
+    assert load_trials(mine) == trials
+    write_tuning(Tuning(AgentEvaluationConfig(), trials[:1]), mine.parent)
+    again = _invoke(tmp_path, monkeypatch, "--tune", "--candidates", "wild", "--ledger", str(ledger))
+    assert "earlier trials from" not in again.output and len(load_trials(mine)) == 1

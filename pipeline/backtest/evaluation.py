@@ -35,7 +35,7 @@ from pipeline.backtest.walkforward import (
 from pipeline.data.csv_import import import_csv_files
 from pipeline.market import TZ_NAME, classify
 from pipeline.rl.config import TrainConfig
-from pipeline.rl.env import EnvConfig
+from pipeline.rl.env import EnvConfig, RewardKind
 from pipeline.rl.instruments import instrument_spec
 from pipeline.rl.train import TrainResult, train
 from pipeline.store import read_bars
@@ -81,6 +81,8 @@ class AgentEvaluationConfig:
     """Training reward penalty times the squared log return (``EnvConfig.volatility_penalty``)."""
     ent_coef: float = 0.01
     """Entropy bonus of the A3C loss (``TrainConfig.ent_coef``)."""
+    reward: RewardKind = "log_return"
+    """Training reward (``EnvConfig.reward``): the log return, or the differential Sharpe ratio."""
     policy: Literal["agent", "ensemble"] = "agent"
     """What the fold figures judge: ``agent``, each seed's agent on its own (seed-mean Sharpe), or
     ``ensemble``, the seeds' agents acting as one (mean action probabilities). Both are always measured;
@@ -111,6 +113,7 @@ class AgentEvaluationConfig:
             levels=self.levels,
             drawdown_penalty=self.drawdown_penalty,
             volatility_penalty=self.volatility_penalty,
+            reward=self.reward,
         )
         return TrainConfig(
             total_steps=self.total_steps,

@@ -39,6 +39,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "budget_10x": {"steps_factor": 10},
     "budget_10x_dd": {"steps_factor": 10, "drawdown_penalty": 0.5},
     "budget_10x_entropy": {"steps_factor": 10, "ent_coef": 0.05},
+    "budget_10x_dsr": {"steps_factor": 10, "reward": "differential_sharpe"},
     "pooled_40x": {"pooled": True, "steps_factor": 40},
 }
 POLICIES = ("agent", "ensemble")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import gymnasium as gym
 import numpy as np
@@ -13,6 +13,7 @@ from pipeline.rl.market import MarketArrays
 from pipeline.rl.segments import bar_costs, decision_ranges, feature_windows
 
 Info = dict[str, np.ndarray]
+RewardKind = Literal["log_return", "differential_sharpe"]
 
 
 @dataclass
@@ -41,6 +42,14 @@ class EnvConfig:
     volatility_penalty: float = 0.0
     """Reward penalty times the squared log return of the step (0 disables)."""
 
+    reward: RewardKind = "log_return"
+    """``log_return``: log(equity[t+1] / equity[t]). ``differential_sharpe``: ``sharpe_eta`` times the
+    differential Sharpe ratio of that log return (Moody & Saffell 2001, eq. 4), so an episode's rewards sum
+    to about the change of its exponentially weighted Sharpe ratio. The penalties apply to either."""
+
+    sharpe_eta: float = 0.01
+    """Decay of the differential Sharpe ratio's moving moments (0.01: about 100 bars)."""
+
     def __post_init__(self) -> None:
         levels = np.asarray(self.levels, dtype=np.float64)
         if levels.size == 0:
@@ -59,6 +68,10 @@ class EnvConfig:
             raise ValueError(f"initial_cash must be > 0, got {self.initial_cash}")
         if self.drawdown_penalty < 0 or self.volatility_penalty < 0:
             raise ValueError("drawdown_penalty and volatility_penalty must be ≥ 0")
+        if self.reward not in get_args(RewardKind):
+            raise ValueError(f"reward must be one of {get_args(RewardKind)}, got {self.reward!r}")
+        if not 0.0 < self.sharpe_eta < 1.0:
+            raise ValueError(f"sharpe_eta must be in (0, 1), got {self.sharpe_eta}")
 
     def action_for(self, level: float) -> int:
         """Index of the action whose target level is closest to ``level`` (the first one on a tie)."""
@@ -74,6 +87,8 @@ class EnvConfig:
             "initial_cash": self.initial_cash,
             "drawdown_penalty": self.drawdown_penalty,
             "volatility_penalty": self.volatility_penalty,
+            "reward": self.reward,
+            "sharpe_eta": self.sharpe_eta,
         }
 
     @classmethod
@@ -131,6 +146,11 @@ class VecTradingEnv:
         self.cash, self.pos, self.entry, self.equity, self.peak = z.copy(), z.copy(), z.copy(), z.copy(), z
         self.prev_action = np.full(n_envs, -1, np.int64)
         self.ep_cost, self.ep_len = np.zeros(n_envs), np.zeros(n_envs, np.int64)
+        # Differential Sharpe ratio: moving first and second moments of the step's log return, per env. The
+        # second starts at the market's own mean squared bar return (not 0: the ratio divides by it).
+        closes = np.log(market.close)
+        self._sharpe_b0 = float(np.mean(np.diff(closes) ** 2)) if len(closes) > 1 else 1e-4
+        self.ret_mean, self.ret_sq = z.copy(), np.full(n_envs, self._sharpe_b0)
 
     # ---- reset ------------------------------------------------------------------------------------------
     def reset(
@@ -156,6 +176,7 @@ class VecTradingEnv:
         self.cash[mask], self.equity[mask], self.peak[mask] = cash, cash, cash
         self.pos[mask], self.entry[mask], self.ep_cost[mask], self.ep_len[mask] = 0.0, 0.0, 0.0, 0
         self.prev_action[mask] = -1
+        self.ret_mean[mask], self.ret_sq[mask] = 0.0, self._sharpe_b0
 
     def _pinned_episodes(
         self, n: int, start: int | np.ndarray, end: int | np.ndarray | None
@@ -269,16 +290,26 @@ class VecTradingEnv:
         floor = 1e-9 * self.config.initial_cash
         terminated = equity <= floor  # bankrupt (futures can lose more than margin)
         log_ret = np.log(np.maximum(equity, floor) / self.equity)
-        reward = log_ret
         cfg = self.config
+        reward = self._differential_sharpe(log_ret) if cfg.reward == "differential_sharpe" else log_ret
         if cfg.drawdown_penalty or cfg.volatility_penalty:
             new_peak = np.maximum(self.peak, equity)
             dd_old, dd_new = 1.0 - self.equity / self.peak, 1.0 - equity / new_peak
-            reward = log_ret - cfg.drawdown_penalty * np.maximum(dd_new - dd_old, 0.0)
+            reward = reward - cfg.drawdown_penalty * np.maximum(dd_new - dd_old, 0.0)
             reward = reward - cfg.volatility_penalty * log_ret**2
         self.peak = np.maximum(self.peak, equity)
         self.equity = equity
         return reward, terminated
+
+    def _differential_sharpe(self, log_ret: np.ndarray) -> np.ndarray:
+        """eta * D_t, D_t = (B dA - A dB / 2) / (B - A^2)^(3/2) with dA = R - A, dB = R^2 - B; then the
+        moments move by eta (Moody & Saffell 2001, "Learning to trade via direct reinforcement", eq. 4)."""
+        eta, a, b = self.config.sharpe_eta, self.ret_mean, self.ret_sq
+        da, db = log_ret - a, log_ret**2 - b
+        variance = np.maximum(b - a**2, 1e-12)
+        d = (b * da - 0.5 * a * db) / variance**1.5
+        self.ret_mean, self.ret_sq = a + eta * da, b + eta * db
+        return eta * d
 
     # ---- observation ------------------------------------------------------------------------------------
     def _obs(self, rows: np.ndarray | None = None) -> np.ndarray:

@@ -124,9 +124,10 @@ def test_the_default_candidates_are_every_one_documented(monkeypatch: pytest.Mon
     fake = install(monkeypatch, [one] * len(CANDIDATES))
     result = tune_agent(BARS, BASE)
     assert [t.candidate for t in result.trials] == list(CANDIDATES)
-    assert len(fake.calls) == 12
+    assert len(fake.calls) == 13
     # README's table: the defaults, finer levels, the penalties, twice the budget, a higher entropy bonus,
-    # pooled training, ten times the budget (alone, with the drawdown penalty, with the entropy bonus).
+    # pooled training, ten times the budget (alone, with the drawdown penalty, the entropy bonus, the
+    # differential Sharpe reward).
     assert CANDIDATES == {
         "base": {},
         "levels5": {"levels": (0.0, 0.25, 0.5, 0.75, 1.0)},
@@ -139,6 +140,7 @@ def test_the_default_candidates_are_every_one_documented(monkeypatch: pytest.Mon
         "budget_10x": {"steps_factor": 10},
         "budget_10x_dd": {"steps_factor": 10, "drawdown_penalty": 0.5},
         "budget_10x_entropy": {"steps_factor": 10, "ent_coef": 0.05},
+        "budget_10x_dsr": {"steps_factor": 10, "reward": "differential_sharpe"},
         "pooled_40x": {"pooled": True, "steps_factor": 40},
     }
     assert POLICIES == ("agent", "ensemble") and TUNING_FILE == "tuning.json"
@@ -148,7 +150,7 @@ def test_bad_requests_are_refused_with_what_is_known(monkeypatch: pytest.MonkeyP
     fake = install(monkeypatch, [])
     known = (
         "base, levels5, vol_penalty, dd_penalty, dd_penalty_strong, budget_2x, entropy_high, pooled, "
-        "budget_10x, budget_10x_dd, budget_10x_entropy, pooled_40x"
+        "budget_10x, budget_10x_dd, budget_10x_entropy, budget_10x_dsr, pooled_40x"
     )
     with pytest.raises(ValueError, match=rf"^unknown candidate\(s\) nope, wild; known: {known}$"):
         tune_agent(BARS, BASE, ["base", "nope", "wild"])

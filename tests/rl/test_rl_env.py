@@ -232,3 +232,41 @@ def test_drawdown_and_volatility_penalties_are_taken_off_the_log_return(make_mar
         equity.append(info["equity"][0])
     # The fall is penalised for both the drawdown it opens and its size; the recovery only for its size.
     assert equity[3] < equity[2] and equity[4] > equity[3]
+
+
+def test_the_differential_sharpe_reward_tracks_the_moving_sharpe_ratio(make_market) -> None:
+    # Long one contract through gains, a loss and more gains; then a flat stretch.
+    closes = [350.0, 352.0, 356.0, 348.0, 352.0, 360.0, 362.0, 361.0]
+    market = make_market(opens=[350.0, *closes[:-1]], closes=closes)
+    eta = 0.1
+    config = replace(FUTURES, reward="differential_sharpe", sharpe_eta=eta, drawdown_penalty=1.0)
+    plain = VecTradingEnv(market, FUTURES, auto_reset=False)
+    dsr = VecTradingEnv(market, config, auto_reset=False)
+    for pass_ in range(2):  # a reset starts the moments again
+        plain.reset(start=0)
+        dsr.reset(start=0)
+        # Moody & Saffell (2001): A and B are moving averages of R and R^2; B starts at the market's mean
+        # squared log return of a bar, A at 0.
+        a, b = 0.0, float(np.mean(np.diff(np.log(closes)) ** 2))
+        peak = equity = FUTURES.initial_cash
+        rewards = []
+        for step in range(len(closes) - 1):
+            action = np.array([2 if step < 5 else 1])  # long, then flat
+            _, log_ret, *_, info = plain.step(action)
+            _, reward, *_ = dsr.step(action)
+            r = log_ret[0]
+            expected = eta * (b * (r - a) - 0.5 * a * (r * r - b)) / (b - a * a) ** 1.5
+            a, b = a + eta * (r - a), b + eta * (r * r - b)
+            dd_before = 1.0 - equity / peak
+            equity = info["equity"][0]
+            peak = max(peak, equity)
+            expected -= 1.0 * max(1.0 - equity / peak - dd_before, 0.0)
+            assert reward[0] == pytest.approx(expected, rel=1e-9), (pass_, step)
+            rewards.append(reward[0])
+        # Gains raise the ratio, the loss lowers it; once flat, a past average gain makes idling cost a
+        # little (R = 0 pulls the moving mean down).
+        assert rewards[0] > 0 and rewards[2] < 0 and all(-0.05 < x < 0 for x in rewards[5:])
+    with pytest.raises(ValueError, match="reward must be one of"):
+        replace(FUTURES, reward="sortino")
+    with pytest.raises(ValueError, match="sharpe_eta"):
+        replace(FUTURES, reward="differential_sharpe", sharpe_eta=1.0)

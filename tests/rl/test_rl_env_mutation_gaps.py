@@ -97,9 +97,13 @@ def test_a_config_round_trips_through_its_json_form() -> None:
         initial_cash=3e7,
         drawdown_penalty=0.5,
         volatility_penalty=2.0,
+        reward="differential_sharpe",
+        sharpe_eta=0.05,
     )
     data = json.loads(json.dumps(config.to_dict()))
     assert set(data) == {
+        "reward",
+        "sharpe_eta",
         "instrument",
         "levels",
         "window",

@@ -241,7 +241,8 @@ def _train_pooled(
     if progress:
         rows = sum(len(series) for series in pool.values())
         progress(
-            f"pooled {year}: {len(pool)} instruments, {rows:,} training bars before {cutoff:%Y-%m-%d}, "
+            f"pooled {year}: {len(pool)} instrument{'s' * (len(pool) != 1)}, {rows:,} training bars before "
+            f"{cutoff:%Y-%m-%d}, "
             f"{len(config.seeds)} seeds, judged on {len(found)}"
         )
     base = config.train_config(next(iter(found)))

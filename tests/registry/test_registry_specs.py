@@ -65,6 +65,10 @@ def test_dag_params_override_budget_seeds_and_hyperparameters() -> None:
     assert spec.seeds == (3, 4) and config.seed == 4 and config.max_seconds == 30
     assert config.total_steps == 200_000  # the default budget stays: None means not given
     assert config.learning_rate == 0.001 and config.env.window == 16 and config.regimes.k_max == 3
+    # The training reward is one more hyper-parameter (the default stays the log return).
+    assert config.env.reward == "log_return"
+    dsr = resolve_spec("kospi200f-1d", params={"hyperparameters": {"env.reward": "differential_sharpe"}})
+    assert dsr.train_config().env.reward == "differential_sharpe"
 
 
 @pytest.mark.parametrize(
@@ -77,6 +81,7 @@ def test_dag_params_override_budget_seeds_and_hyperparameters() -> None:
         ({"hyperparameters": {"lerning_rate": 0.1}}, "lerning_rate"),
         ({"hyperparameters": {"seed": 3}}, "set by the spec itself"),
         ({"n_workers": 0}, "n_workers"),
+        ({"hyperparameters": {"env.reward": "sortino"}}, "reward must be one of"),
         ({"colour": "red"}, "colour"),
     ],
 )

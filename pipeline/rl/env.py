@@ -147,9 +147,12 @@ class VecTradingEnv:
         self.prev_action = np.full(n_envs, -1, np.int64)
         self.ep_cost, self.ep_len = np.zeros(n_envs), np.zeros(n_envs, np.int64)
         # Differential Sharpe ratio: moving first and second moments of the step's log return, per env. The
-        # second starts at the market's own mean squared bar return (not 0: the ratio divides by it).
-        closes = np.log(market.close)
-        self._sharpe_b0 = float(np.mean(np.diff(closes) ** 2)) if len(closes) > 1 else 1e-4
+        # second starts at the market's own mean squared bar return (not 0: the ratio divides by it), taken
+        # within each symbol (the jump from one symbol's last close to the next one's first is no return).
+        moves = np.diff(np.log(market.close))
+        inside = np.ones(len(moves), dtype=bool)
+        inside[[o - 1 for o in market.offsets[1:-1]]] = False
+        self._sharpe_b0 = max(float(np.mean(moves[inside] ** 2)) if inside.any() else 0.0, 1e-8)
         self.ret_mean, self.ret_sq = z.copy(), np.full(n_envs, self._sharpe_b0)
 
     # ---- reset ------------------------------------------------------------------------------------------

@@ -270,3 +270,17 @@ def test_the_differential_sharpe_reward_tracks_the_moving_sharpe_ratio(make_mark
         replace(FUTURES, reward="sortino")
     with pytest.raises(ValueError, match="sharpe_eta"):
         replace(FUTURES, reward="differential_sharpe", sharpe_eta=1.0)
+
+
+def test_the_differential_sharpe_scale_ignores_the_jump_between_two_symbols(make_market) -> None:
+    from pipeline.rl.market import MarketArrays
+
+    cheap = make_market(opens=[100.0, 101.0, 99.0, 102.0], closes=[101.0, 99.0, 102.0, 100.0])
+    dear = make_market(opens=[50_000.0] * 4, closes=[50_500.0, 50_000.0, 50_500.0, 50_000.0])
+    both = MarketArrays.concat([cheap, dear], symbols=["A", "B"])
+    config = replace(STOCK, reward="differential_sharpe")
+    moves = [np.diff(np.log(m.close)) for m in (cheap, dear)]
+    expected = float(np.mean(np.concatenate(moves) ** 2))  # six moves, not the 100 → 50,000 jump
+    env = VecTradingEnv(both, config, n_envs=2)
+    assert env.ret_sq == pytest.approx([expected, expected], rel=1e-12)
+    assert VecTradingEnv(cheap, config).ret_sq[0] == pytest.approx(float(np.mean(moves[0] ** 2)), rel=1e-12)

@@ -41,6 +41,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "budget_10x_entropy": {"steps_factor": 10, "ent_coef": 0.05},
     "budget_10x_dsr": {"steps_factor": 10, "reward": "differential_sharpe"},
     "pooled_40x": {"pooled": True, "steps_factor": 40},
+    # Third round, both on top of the differential Sharpe reward (declared before either ran): its
+    # policies still end near uniform, so is it still under-trained (twice its budget)? And does a higher
+    # entropy bonus, which gave the best ensemble of the first round, make its ensemble's members differ
+    # usefully?
+    "budget_20x_dsr": {"steps_factor": 20, "reward": "differential_sharpe"},
+    "budget_10x_dsr_entropy": {"steps_factor": 10, "reward": "differential_sharpe", "ent_coef": 0.05},
 }
 POLICIES = ("agent", "ensemble")
 TUNING_FILE = "tuning.json"

@@ -124,7 +124,7 @@ def test_the_default_candidates_are_every_one_documented(monkeypatch: pytest.Mon
     fake = install(monkeypatch, [one] * len(CANDIDATES))
     result = tune_agent(BARS, BASE)
     assert [t.candidate for t in result.trials] == list(CANDIDATES)
-    assert len(fake.calls) == 13
+    assert len(fake.calls) == 15
     # README's table: the defaults, finer levels, the penalties, twice the budget, a higher entropy bonus,
     # pooled training, ten times the budget (alone, with the drawdown penalty, the entropy bonus, the
     # differential Sharpe reward).
@@ -142,6 +142,8 @@ def test_the_default_candidates_are_every_one_documented(monkeypatch: pytest.Mon
         "budget_10x_entropy": {"steps_factor": 10, "ent_coef": 0.05},
         "budget_10x_dsr": {"steps_factor": 10, "reward": "differential_sharpe"},
         "pooled_40x": {"pooled": True, "steps_factor": 40},
+        "budget_20x_dsr": {"steps_factor": 20, "reward": "differential_sharpe"},
+        "budget_10x_dsr_entropy": {"steps_factor": 10, "reward": "differential_sharpe", "ent_coef": 0.05},
     }
     assert POLICIES == ("agent", "ensemble") and TUNING_FILE == "tuning.json"
 
@@ -150,7 +152,8 @@ def test_bad_requests_are_refused_with_what_is_known(monkeypatch: pytest.MonkeyP
     fake = install(monkeypatch, [])
     known = (
         "base, levels5, vol_penalty, dd_penalty, dd_penalty_strong, budget_2x, entropy_high, pooled, "
-        "budget_10x, budget_10x_dd, budget_10x_entropy, budget_10x_dsr, pooled_40x"
+        "budget_10x, budget_10x_dd, budget_10x_entropy, budget_10x_dsr, pooled_40x, budget_20x_dsr, "
+        "budget_10x_dsr_entropy"
     )
     with pytest.raises(ValueError, match=rf"^unknown candidate\(s\) nope, wild; known: {known}$"):
         tune_agent(BARS, BASE, ["base", "nope", "wild"])

@@ -334,6 +334,13 @@ def evaluate(
         bool,
         typer.Option("--tuned", help="Evaluate the configuration --tune chose, counting all its trials."),
     ] = False,
+    search: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Like --tune, with N configurations proposed by Optuna's TPE sampler (every one counted).",
+        ),
+    ] = None,
     pooled: Annotated[
         bool,
         typer.Option("--pooled", help="One agent per (year, seed) trained over every fund, judged per fund."),
@@ -349,7 +356,8 @@ def evaluate(
     """Judge the agent on real KRX bars: import the CSVs into a fresh store, yearly walk-forward per
     instrument against buy-and-hold, SMA crossover, momentum and random; writes metrics.csv, summary.json
     and report.html under KRX_VAR_DIR/evaluate. --tune runs the candidate configurations on the
-    validation windows only and writes tuning.json; --tuned then runs the chosen one on the test years."""
+    validation windows only and writes tuning.json (--search N: N configurations proposed by Optuna instead);
+    --tuned then runs the chosen one on the test years."""
     log_file = _chatter_to_file(get_settings().var_dir / "logs" / "evaluate.log")
     console.print(f"log: {log_file}", soft_wrap=True)
     from pipeline.backtest.evaluation import (
@@ -383,10 +391,13 @@ def evaluate(
     )
     config = quick_config(config) if quick else config
     out = get_settings().var_dir / "evaluate"
-    if tune and tuned:
-        console.print("[red]error[/]: --tune chooses, --tuned evaluates the choice: give one")
+    if sum((tune, tuned, search is not None)) > 1:
+        console.print("[red]error[/]: --tune / --search choose, --tuned evaluates the choice: give one")
         raise typer.Exit(2)
-    if tune or tuned:
+    if search is not None and candidates:
+        console.print("[red]error[/]: --candidates names --tune's candidates; --search proposes its own")
+        raise typer.Exit(2)
+    if tune or tuned or search is not None:
         _start_from_ledger(out, ledger)
     if tuned:
         from pipeline.backtest.tuning import TUNING_FILE, chosen_config
@@ -409,8 +420,8 @@ def evaluate(
         f"walk-forward: test years {years_text}, {len(config.seeds)} seeds, {config.total_steps:,} steps"
     )
     say = lambda line: console.print(line, soft_wrap=True)  # noqa: E731
-    if tune:
-        _tune(bars, config, candidates, out, say)
+    if tune or search is not None:
+        _tune(bars, config, candidates, out, say, search)
         return
     evaluation = evaluate_agent(bars, config, progress=say)
     written = write_outputs(evaluation, out)
@@ -432,7 +443,12 @@ def _start_from_ledger(out: Path, ledger: Path) -> None:
     console.print(f"{len(load_trials(target))} earlier trials from {ledger} start {target}", soft_wrap=True)
 
 
-def _tune(bars: Any, config: Any, candidates: str | None, out: Path, say: Callable[[str], None]) -> None:
+def _tune(
+    bars: Any, config: Any, candidates: str | None, out: Path, say: Callable[[str], None], search: int | None
+) -> None:
+    """Run the named candidates (or a search of ``search`` proposals) on validation, merge them into
+    ``out``'s ledger of trials and show the table and the choice."""
+    from pipeline.backtest.search import search_agent
     from pipeline.backtest.tuning import (
         CANDIDATES,
         TUNING_FILE,
@@ -447,7 +463,10 @@ def _tune(bars: Any, config: Any, candidates: str | None, out: Path, say: Callab
     if previous:
         say(f"{len(previous)} earlier trials in {out / TUNING_FILE} stay counted (delete it to start over)")
     try:
-        tuning = tune_agent(bars, config, names, progress=say)
+        if search is None:
+            tuning = tune_agent(bars, config, names, progress=say)
+        else:
+            tuning = search_agent(bars, config, search, previous, progress=say)
     except ValueError as exc:
         console.print(f"[red]error[/]: {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc

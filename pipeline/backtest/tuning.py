@@ -128,33 +128,47 @@ def tune_agent(
     trials: list[Trial] = []
     for n, name in enumerate(candidates, 1):
         overrides = resolve(base, CANDIDATES[name])
-        config = replace(base, **overrides, splits=("val",))
         if progress:
             progress(f"candidate {n}/{len(candidates)} {name} {overrides or '(defaults)'}")
-        evaluation = evaluate_agent(bars, config, progress=progress)
-        pairs = evaluation.headline["pairs_beat_bh"]
-        for policy, figures in evaluation.details.get("policies", {}).items():
-            trial = Trial(
-                name,
-                policy,
-                _jsonable(overrides),
-                run=_run_label(config),
-                pairs_beat_bh=pairs,
-                n_folds=evaluation.details["n_folds"],
-                **figures,
-            )
-            trials.append(trial)
-            if progress:
-                progress(
-                    f"  {name}/{policy}: validation folds_beat_bh {trial.folds_beat_bh:.3f}, "
-                    f"Sharpe {trial.mean_sharpe:.3f} vs buy-and-hold {trial.mean_sharpe_bh:.3f}"
-                )
+        trials += measure(bars, base, name, CANDIDATES[name], progress)
     if not trials:
         raise ValueError("no fold was evaluated: no symbol has a test year with enough training bars")
     return Tuning(base=base, trials=trials)
 
 
-def _run_label(config: AgentEvaluationConfig) -> str:
+def measure(
+    bars: Mapping[str, pd.DataFrame],
+    base: AgentEvaluationConfig,
+    name: str,
+    overrides: Mapping[str, Any],
+    progress: Callable[[str], None] | None = None,
+) -> list[Trial]:
+    """Both policies' trials of ``base`` with ``overrides``, run on the validation windows only."""
+    resolved = resolve(base, overrides)
+    config = replace(base, **resolved, splits=("val",))
+    evaluation = evaluate_agent(bars, config, progress=progress)
+    pairs = evaluation.headline["pairs_beat_bh"]
+    trials = []
+    for policy, figures in evaluation.details.get("policies", {}).items():
+        trial = Trial(
+            name,
+            policy,
+            _jsonable(resolved),
+            run=run_label(config),
+            pairs_beat_bh=pairs,
+            n_folds=evaluation.details["n_folds"],
+            **figures,
+        )
+        trials.append(trial)
+        if progress:
+            progress(
+                f"  {name}/{policy}: validation folds_beat_bh {trial.folds_beat_bh:.3f}, "
+                f"Sharpe {trial.mean_sharpe:.3f} vs buy-and-hold {trial.mean_sharpe_bh:.3f}"
+            )
+    return trials
+
+
+def run_label(config: AgentEvaluationConfig) -> str:
     years = f"{config.years[0]}-{config.years[-1]}" if config.years else "-"
     return f"{len(config.seeds)} seeds, {config.total_steps} steps, years {years}"
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from pipeline.cli_model import mlflow_app, model_app
@@ -472,7 +472,7 @@ def _tune(
         raise typer.Exit(2) from exc
     tuning.trials = merge_trials(previous, tuning.trials)
     table = Table(
-        "candidate",
+        Column("candidate", overflow="fold"),  # a searched trial's name is its identity: never cut
         "policy",
         "run",
         "val folds_beat_bh",

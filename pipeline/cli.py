@@ -452,6 +452,7 @@ def _tune(
     from pipeline.backtest.tuning import (
         CANDIDATES,
         TUNING_FILE,
+        Tuning,
         load_trials,
         merge_trials,
         tune_agent,
@@ -462,11 +463,15 @@ def _tune(
     previous = load_trials(out / TUNING_FILE)
     if previous:
         say(f"{len(previous)} earlier trials in {out / TUNING_FILE} stay counted (delete it to start over)")
+
+    def checkpoint(done: list[Any]) -> None:  # every finished candidate is on disk before the next runs
+        write_tuning(Tuning(config, merge_trials(previous, done)), out)
+
     try:
         if search is None:
-            tuning = tune_agent(bars, config, names, progress=say)
+            tuning = tune_agent(bars, config, names, progress=say, on_trials=checkpoint)
         else:
-            tuning = search_agent(bars, config, search, previous, progress=say)
+            tuning = search_agent(bars, config, search, previous, progress=say, on_trials=checkpoint)
     except ValueError as exc:
         console.print(f"[red]error[/]: {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc

@@ -138,10 +138,12 @@ def search_agent(
     n_trials: int,
     previous: Sequence[Trial] = (),
     progress: Callable[[str], None] | None = None,
+    on_trials: Callable[[list[Trial]], None] | None = None,
 ) -> Tuning:
     """Propose and measure ``n_trials`` configurations on the validation windows; the new trials only
     (merge them with ``previous`` to keep every trial counted). The sampler's seed is the number of
-    earlier trials, so a search is reproducible from its ledger and a later one explores afresh."""
+    earlier trials, so a search is reproducible from its ledger and a later one explores afresh.
+    ``on_trials`` gets the new trials so far after each proposal measured (to save them as it goes)."""
     if n_trials < 1:
         raise ValueError(f"a search needs at least 1 trial, got {n_trials}")
     if len(base.seeds) < 2:
@@ -165,6 +167,8 @@ def search_agent(
         if key not in measured:  # a point measured before (same run) is told again, not re-run
             new += trials
             measured[key] = trials
+            if on_trials and trials:
+                on_trials(list(new))
         if not trials:
             study.tell(proposal, state=optuna.trial.TrialState.FAIL)
             raise ValueError("no fold was evaluated: no symbol has a test year with enough training bars")

@@ -118,8 +118,10 @@ def tune_agent(
     base: AgentEvaluationConfig,
     candidates: Sequence[str] = tuple(CANDIDATES),
     progress: Callable[[str], None] | None = None,
+    on_trials: Callable[[list[Trial]], None] | None = None,
 ) -> Tuning:
-    """Run every named candidate on the validation windows of ``base``'s years and seeds."""
+    """Run every named candidate on the validation windows of ``base``'s years and seeds. ``on_trials``
+    gets the trials so far after each candidate (to save them: a crash then loses at most one)."""
     unknown = [c for c in candidates if c not in CANDIDATES]
     if unknown:
         raise ValueError(f"unknown candidate(s) {', '.join(unknown)}; known: {', '.join(CANDIDATES)}")
@@ -131,6 +133,8 @@ def tune_agent(
         if progress:
             progress(f"candidate {n}/{len(candidates)} {name} {overrides or '(defaults)'}")
         trials += measure(bars, base, name, CANDIDATES[name], progress)
+        if on_trials and trials:
+            on_trials(list(trials))
     if not trials:
         raise ValueError("no fold was evaluated: no symbol has a test year with enough training bars")
     return Tuning(base=base, trials=trials)

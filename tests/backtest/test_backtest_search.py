@@ -283,3 +283,32 @@ def test_krx_evaluate_search_refuses_what_makes_no_sense(
     zero = _invoke(tmp_path, monkeypatch, "--search", "0")
     assert zero.exit_code == 2 and "--search" in zero.output
     assert not (tmp_path / "evaluate" / TUNING_FILE).exists()
+
+
+def test_a_search_that_crashes_keeps_every_proposal_it_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: Landscape
+) -> None:
+    if not (SHARED_KRX_DATA / "229200.csv").exists():
+        pytest.skip(f"no shared KRX data at {SHARED_KRX_DATA}")
+    real_call = Landscape.__call__
+
+    def dies_on_the_second(
+        self: Landscape, bars: Any, config: AgentEvaluationConfig, progress: Any = None
+    ) -> Any:
+        if self.configs:
+            raise MemoryError("killed while training")
+        return real_call(self, bars, config, progress)
+
+    monkeypatch.setattr(Landscape, "__call__", dies_on_the_second)
+    base = AgentEvaluationConfig(years=(2019,), seeds=(0, 1), total_steps=20_000)
+    ledger = tuning.write_tuning(Tuning(base, [_ledger_trial("base", {}, 0.3, base)]), tmp_path / "repo")
+    result = _invoke(tmp_path, monkeypatch, "--search", "3", "--seeds", "2", "--ledger", str(ledger))
+    assert isinstance(result.exception, MemoryError)
+    kept = load_trials(tmp_path / "evaluate" / TUNING_FILE)
+    assert len(kept) == 3 and sum(t.candidate.startswith("search-") for t in kept) == 2
+    # Named candidates are saved the same way, one candidate at a time.
+    fake.configs.clear()
+    again = _invoke(tmp_path, monkeypatch, "--tune", "--candidates", "levels5,budget_2x", "--seeds", "2")
+    assert isinstance(again.exception, MemoryError)
+    kept = load_trials(tmp_path / "evaluate" / TUNING_FILE)
+    assert len(kept) == 5 and {t.candidate for t in kept} >= {"base", "levels5"}
